@@ -180,7 +180,6 @@ mod raw {
 
     #[derive(Debug, Deserialize)]
     pub struct TextConfig {
-        pub model_type: Option<String>,
         pub vocab_size: Option<usize>,
         pub hidden_size: Option<usize>,
         pub intermediate_size: Option<usize>,
@@ -195,7 +194,6 @@ mod raw {
         pub rope_parameters: Option<RopeParams>,
         pub max_position_embeddings: Option<usize>,
         pub attention_bias: Option<bool>,
-        pub tie_word_embeddings: Option<bool>,
         // MoE
         pub num_experts: Option<usize>,
         pub num_local_experts: Option<usize>,
