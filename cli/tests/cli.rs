@@ -1,0 +1,165 @@
+//! `glimpse generate` end to end on the fixture checkpoints: the real engine, the real binary.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+fn glimpse(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_glimpse"))
+        .args(args)
+        .current_dir(fixtures())
+        .output()
+        .expect("the glimpse binary runs")
+}
+
+fn last_json(out: &Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {stdout}"))
+}
+
+fn stderr_line(out: &Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert!(!out.status.success(), "expected a failure, got success: {err}");
+    assert_eq!(err.lines().count(), 1, "errors are one line: {err}");
+    err
+}
+
+#[test]
+fn trained_grounding_model_gives_its_trained_answer() {
+    let reference: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("reference/grounding/answer.json")).unwrap(),
+    )
+    .unwrap();
+    let out = glimpse(&[
+        "generate",
+        "--model",
+        "models/grounding",
+        "--image",
+        "media/redsquare_128x96.png",
+        "--prompt",
+        reference["prompt"].as_str().unwrap(),
+        "--temperature",
+        "0",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let j = last_json(&out);
+    assert_eq!(j["text"], reference["answer"]);
+    assert_eq!(j["token_ids"], reference["answer_token_ids"]);
+    assert_eq!(j["generated_tokens"].as_u64().unwrap() as usize, reference["answer_token_ids"].as_array().unwrap().len());
+    assert!(j["prompt_tokens"].as_u64().unwrap() > 10);
+    assert!(j["prefill_ms"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn streams_the_answer_without_json() {
+    let out = glimpse(&[
+        "generate",
+        "--model",
+        "models/grounding",
+        "--image",
+        "media/redsquare_128x96.png",
+        "--prompt",
+        "Locate the red square, output its bbox coordinates using JSON format.",
+        "--temperature",
+        "0",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"bbox_2d\": [250, 312, 484, 625]"));
+}
+
+#[test]
+fn dump_writes_inputs_and_logits() {
+    let dir = std::env::temp_dir().join(format!("glimpse-dump-{}", std::process::id()));
+    let out = glimpse(&[
+        "generate",
+        "--model",
+        "models/moe-hub",
+        "--image",
+        "media/smooth_96x64.png",
+        "--video",
+        "media/moving_104x72.mkv",
+        "--prompt",
+        "What moves?",
+        "--max-new-tokens",
+        "2",
+        "--temperature",
+        "0",
+        "--json",
+        "--dump",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let inputs = candle_core::safetensors::load(dir.join("inputs.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let l = inputs["input_ids"].dims()[1];
+    assert_eq!(inputs["position_ids"].dims(), &[3, 1, l]);
+    for key in ["pixel_values", "image_grid_thw", "pixel_values_videos", "video_grid_thw"] {
+        assert!(inputs.contains_key(key), "{key} missing");
+    }
+    assert_eq!(inputs["input_ids"].dtype(), candle_core::DType::I64);
+    let logits = candle_core::safetensors::load(dir.join("logits.safetensors"), &candle_core::Device::Cpu).unwrap();
+    assert_eq!(logits["logits"].rank(), 1);
+    let j = last_json(&out);
+    assert_eq!(j["prompt_tokens"].as_u64().unwrap() as usize, l);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_inputs_fail_with_one_line() {
+    let prompt = ["--prompt", "What is this?"];
+    let base = ["generate", "--model", "models/dense-v5"];
+    let run = |extra: &[&str]| {
+        let mut args: Vec<&str> = base.to_vec();
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&prompt);
+        glimpse(&args)
+    };
+    let e = stderr_line(&run(&["--image", "media/bad/truncated.png"]));
+    assert!(e.contains("truncated.png"), "{e}");
+    let e = stderr_line(&run(&["--image", "media/bad/text.jpg"]));
+    assert!(e.contains("text.jpg"), "{e}");
+    let e = stderr_line(&run(&["--video", "media/bad/audio_only.mkv"]));
+    assert!(e.contains("audio_only.mkv"), "{e}");
+    let e = stderr_line(&run(&["--image", "media/does-not-exist.png"]));
+    assert!(e.contains("does-not-exist.png"), "{e}");
+}
+
+#[test]
+fn a_prompt_longer_than_the_context_is_refused() {
+    let long: String = (0..6000).map(|i| char::from(b'a' + (i * 7 % 26) as u8)).collect();
+    let out = glimpse(&["generate", "--model", "models/dense-v5", "--prompt", &long]);
+    let e = stderr_line(&out);
+    assert!(e.contains("context"), "{e}");
+}
+
+#[test]
+fn missing_tokenizer_or_template_is_named() {
+    let tmp = std::env::temp_dir().join(format!("glimpse-missing-{}", std::process::id()));
+    for missing in ["tokenizer.json", "chat_template.jinja"] {
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).unwrap();
+        for entry in std::fs::read_dir(fixtures().join("models/dense-v5")).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_name() != missing {
+                std::fs::copy(entry.path(), tmp.join(entry.file_name())).unwrap();
+            }
+        }
+        let out = glimpse(&["generate", "--model", tmp.to_str().unwrap(), "--prompt", "hi"]);
+        let e = stderr_line(&out);
+        let stem = missing.split('.').next().unwrap();
+        assert!(e.contains(stem) || e.contains("template"), "{missing}: {e}");
+    }
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
+fn unknown_device_and_dtype_are_refused() {
+    let e = stderr_line(&glimpse(&["generate", "--model", "models/dense-v5", "--prompt", "x", "--dtype", "int3"]));
+    assert!(e.contains("int3"), "{e}");
+    let e = stderr_line(&glimpse(&["generate", "--model", "models/dense-v5", "--prompt", "x", "--device", "tpu"]));
+    assert!(e.contains("tpu"), "{e}");
+}
