@@ -3,5 +3,9 @@
 //! tensor names so that a weight key leads straight to the code that uses it.
 
 pub mod config;
+pub mod moe;
+pub mod text;
+pub mod weights;
 
 pub use config::{Architecture, Config, Dialect, MoeConfig, TextConfig, VisionConfig};
+pub use weights::{open_var_builder, Checkpoint};
