@@ -37,6 +37,11 @@ pub enum Error {
         got: usize,
     },
 
+    /// Inputs handed to the model do not fit together (pixel rows vs grids, a grid the merge size
+    /// does not divide, ...). `what` names the input, `reason` says what was expected.
+    #[error("bad input {what}: {reason}")]
+    BadInput { what: String, reason: String },
+
     /// Generation was cancelled by the caller.
     #[error("cancelled")]
     Cancelled,

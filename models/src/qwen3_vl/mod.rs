@@ -3,5 +3,7 @@
 //! tensor names so that a weight key leads straight to the code that uses it.
 
 pub mod config;
+pub mod rope_index;
 
 pub use config::{Architecture, Config, Dialect, MoeConfig, TextConfig, VisionConfig};
+pub use rope_index::{decode_position, get_rope_index, RopeIndex, VisionTokenIds};
