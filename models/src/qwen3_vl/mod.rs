@@ -4,6 +4,8 @@
 
 pub mod config;
 pub mod rope_index;
+pub mod vision;
 
 pub use config::{Architecture, Config, Dialect, MoeConfig, TextConfig, VisionConfig};
 pub use rope_index::{decode_position, get_rope_index, RopeIndex, VisionTokenIds};
+pub use vision::{VisionModel, VisionOutput};

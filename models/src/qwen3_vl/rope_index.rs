@@ -84,7 +84,7 @@ pub fn get_rope_index(
     let merged = |kind: &str, grids: &[[usize; 3]], split_t: bool| -> Result<Vec<[usize; 3]>> {
         let mut out = Vec::new();
         for (i, &[t, h, w]) in grids.iter().enumerate() {
-            if t == 0 || h == 0 || w == 0 || h % m != 0 || w % m != 0 {
+            if t == 0 || h == 0 || w == 0 || !h.is_multiple_of(m) || !w.is_multiple_of(m) {
                 return Err(Error::BadInput {
                     what: format!("{kind} grid {i}"),
                     reason: format!(
