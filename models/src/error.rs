@@ -41,6 +41,11 @@ pub enum Error {
     #[error("token id {token} is outside the vocabulary ({vocab_size} entries)")]
     TokenOutOfRange { token: u32, vocab_size: usize },
 
+    /// Inputs handed to the model do not fit together (pixel rows vs grids, a grid the merge size
+    /// does not divide, ...). `what` names the input, `reason` says what was expected.
+    #[error("bad input {what}: {reason}")]
+    BadInput { what: String, reason: String },
+
     /// Generation was cancelled by the caller.
     #[error("cancelled")]
     Cancelled,
