@@ -123,10 +123,15 @@ impl TextRotaryEmbedding {
         let rows: Vec<usize> = (0..half).map(|j| self.row_of_slot(j)).collect();
         let mut cos = Vec::with_capacity(len * half);
         let mut sin = Vec::with_capacity(len * half);
-        for l in 0..len {
+        let triples = positions[0]
+            .iter()
+            .zip(positions[1])
+            .zip(positions[2])
+            .map(|((&t, &h), &w)| [t, h, w]);
+        for at in triples {
             for (j, &inv) in self.inv_freq.iter().enumerate() {
                 // f32 product, as torch's `position_ids.float() * inv_freq`.
-                let angle = positions[rows[j]][l] as f32 * inv;
+                let angle = at[rows[j]] as f32 * inv;
                 cos.push(angle.cos());
                 sin.push(angle.sin());
             }
