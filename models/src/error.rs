@@ -37,6 +37,10 @@ pub enum Error {
         got: usize,
     },
 
+    /// A token id is not in the model's vocabulary.
+    #[error("token id {token} is outside the vocabulary ({vocab_size} entries)")]
+    TokenOutOfRange { token: u32, vocab_size: usize },
+
     /// Inputs handed to the model do not fit together (pixel rows vs grids, a grid the merge size
     /// does not divide, ...). `what` names the input, `reason` says what was expected.
     #[error("bad input {what}: {reason}")]
@@ -46,8 +50,9 @@ pub enum Error {
     #[error("cancelled")]
     Cancelled,
 
+    /// A tensor operation failed (shapes that cannot work together, a device error).
     #[error(transparent)]
-    Candle(#[from] candle_core::Error),
+    Candle(candle_core::Error),
 
     #[error("{context}: {source}")]
     Io {
@@ -65,5 +70,42 @@ impl Error {
             key: key.into(),
             reason: reason.into(),
         }
+    }
+}
+
+impl From<candle_core::Error> for Error {
+    /// Unwraps our own errors that travelled through candle (the weight loader's
+    /// `MissingTensor`/`BadTensor` come back through `VarBuilder` as candle errors), so callers
+    /// see the precise variant; anything else stays a `Candle` error.
+    fn from(e: candle_core::Error) -> Self {
+        match take_ours(e) {
+            Ok(ours) => ours,
+            Err(theirs) => Error::Candle(theirs),
+        }
+    }
+}
+
+fn take_ours(e: candle_core::Error) -> std::result::Result<Error, candle_core::Error> {
+    use candle_core::Error as C;
+    match e {
+        C::WrappedContext { wrapped, context } => match wrapped.downcast::<Error>() {
+            Ok(ours) => Ok(*ours),
+            Err(wrapped) => Err(C::WrappedContext { wrapped, context }),
+        },
+        C::WithBacktrace { inner, backtrace } => {
+            take_ours(*inner).map_err(|inner| C::WithBacktrace {
+                inner: Box::new(inner),
+                backtrace,
+            })
+        }
+        C::Context { inner, context } => take_ours(*inner).map_err(|inner| C::Context {
+            inner: Box::new(inner),
+            context,
+        }),
+        C::WithPath { inner, path } => take_ours(*inner).map_err(|inner| C::WithPath {
+            inner: Box::new(inner),
+            path,
+        }),
+        other => Err(other),
     }
 }
