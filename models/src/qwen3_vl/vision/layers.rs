@@ -15,9 +15,9 @@ const LN_EPS: f64 = 1e-6;
 /// scores at once. Softmax is per query row, so chunking changes no number.
 const MAX_SCORE_ELEMS: usize = 1 << 26;
 
-/// `nn.LayerNorm` over the last dimension. Two-pass (mean, then the variance of the centred
-/// values) in f32 like torch: candle-nn's fused kernel uses `E[x²] − mean²`, which loses digits
-/// when the mean is large against the spread.
+/// `nn.LayerNorm` over the last dimension, computed in f32 whatever the dtype. Two-pass (mean,
+/// then the variance of the centred values) like torch: candle-nn's fused kernel uses
+/// `E[x²] − mean²`, which loses digits when the mean is large against the spread.
 #[derive(Debug, Clone)]
 pub struct LayerNorm {
     weight: Tensor,
@@ -41,10 +41,11 @@ impl Module for LayerNorm {
         let centred = x.broadcast_sub(&mean)?;
         let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
         let normed = centred.broadcast_div(&(var + LN_EPS)?.sqrt()?)?;
+        // Affine in f32 too and one rounding at the end, as torch's bf16 kernel does.
         normed
-            .to_dtype(dtype)?
-            .broadcast_mul(&self.weight)?
-            .broadcast_add(&self.bias)
+            .broadcast_mul(&self.weight.to_dtype(DType::F32)?)?
+            .broadcast_add(&self.bias.to_dtype(DType::F32)?)?
+            .to_dtype(dtype)
     }
 }
 
