@@ -190,10 +190,7 @@ impl Qwen3VLModel {
         visual_pos.sort_unstable();
         let levels = deepstack_levels(images.as_ref(), videos.as_ref(), &visual_pos)?;
         let ds_positions = Tensor::new(
-            visual_pos
-                .iter()
-                .map(|&(p, _)| p as u32)
-                .collect::<Vec<_>>(),
+            visual_pos.iter().map(|&(p, _)| p as u32).collect::<Vec<_>>(),
             self.device(),
         )?;
         let deepstack = (!visual_pos.is_empty() && !levels.is_empty()).then_some(DeepStack {
@@ -202,9 +199,9 @@ impl Qwen3VLModel {
         });
 
         // 4. Decoder and logits.
-        let hidden =
-            self.language_model
-                .forward(&inputs_embeds, prompt.positions, deepstack, probe)?;
+        let hidden = self
+            .language_model
+            .forward(&inputs_embeds, prompt.positions, deepstack, probe)?;
         self.rope_delta = prompt.rope_delta;
         self.logits(&hidden, &logits_for, probe)
     }
@@ -222,9 +219,9 @@ impl Qwen3VLModel {
         let start = self.cache_len() as i64 + self.rope_delta;
         let pos: Vec<i64> = (0..tokens.len() as i64).map(|i| start + i).collect();
         let inputs_embeds = self.embed(tokens)?.unsqueeze(0)?;
-        let hidden =
-            self.language_model
-                .forward(&inputs_embeds, [&pos, &pos, &pos], None, probe)?;
+        let hidden = self
+            .language_model
+            .forward(&inputs_embeds, [&pos, &pos, &pos], None, probe)?;
         self.logits(&hidden, &LogitsFor::All, probe)
     }
 
