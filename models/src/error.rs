@@ -37,6 +37,39 @@ pub enum Error {
         got: usize,
     },
 
+    /// An image file could not be decoded (corrupt, truncated, or not an image format we read).
+    #[error("cannot decode image {}: {reason}", path.display())]
+    ImageDecode { path: PathBuf, reason: String },
+
+    /// An image is larger than the decoder is allowed to allocate; checked from the header.
+    #[error("image {} is {width}x{height}, more than the {max_pixels} pixels Glimpse decodes", path.display())]
+    ImageTooLarge {
+        path: PathBuf,
+        width: u32,
+        height: u32,
+        max_pixels: u64,
+    },
+
+    /// A video file could not be opened or decoded.
+    #[error("cannot decode video {}: {reason}", path.display())]
+    VideoDecode { path: PathBuf, reason: String },
+
+    /// A video (file, folder or frame list) yields no frames to sample.
+    #[error("no video frames in {}: {reason}", path.display())]
+    NoVideoFrames { path: PathBuf, reason: String },
+
+    /// Video support was compiled out (the `video` feature of glimpse-models).
+    #[error("video support is not built in (enable the `video` feature)")]
+    VideoUnsupported,
+
+    /// The chat template failed to parse or to render.
+    #[error("chat template: {reason}")]
+    Template { reason: String },
+
+    /// The tokenizer could not be loaded or failed to encode/decode.
+    #[error("tokenizer: {reason}")]
+    Tokenizer { reason: String },
+
     /// Generation was cancelled by the caller.
     #[error("cancelled")]
     Cancelled,
