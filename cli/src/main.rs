@@ -17,7 +17,11 @@ use glimpse_models::generation::{CancelToken, Overrides, Segment, StreamEvent};
 use glimpse_models::processor::{Content, ImageInput, Message, RenderOptions, VideoInput};
 
 #[derive(Parser)]
-#[command(name = "glimpse", version, about = "Local Qwen3-VL: ask about images and videos")]
+#[command(
+    name = "glimpse",
+    version,
+    about = "Local Qwen3-VL: ask about images and videos"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -95,23 +99,39 @@ fn run(cli: Cli) -> Result<()> {
 
 fn generate(args: GenerateArgs) -> Result<()> {
     let dir = model_dir::resolve(&args.model)?;
-    let options = LoadOptions { device: args.device.parse::<DeviceKind>()?, dtype: parse_dtype(&args.dtype)? };
-    let mut engine = Engine::load(&dir, &options).with_context(|| format!("loading {}", dir.display()))?;
+    let options = LoadOptions {
+        device: args.device.parse::<DeviceKind>()?,
+        dtype: parse_dtype(&args.dtype)?,
+    };
+    let mut engine =
+        Engine::load(&dir, &options).with_context(|| format!("loading {}", dir.display()))?;
 
     let mut messages = vec![];
     if let Some(system) = &args.system {
         messages.push(Message::text("system", system.clone()));
     }
-    let mut content: Vec<Content> = args.images.iter().map(|p| Content::Image(ImageInput::File(p.clone()))).collect();
-    content.extend(args.videos.iter().map(|p| Content::Video(VideoInput::File(p.clone()))));
+    let mut content: Vec<Content> = args
+        .images
+        .iter()
+        .map(|p| Content::Image(ImageInput::File(p.clone())))
+        .collect();
+    content.extend(
+        args.videos
+            .iter()
+            .map(|p| Content::Video(VideoInput::File(p.clone()))),
+    );
     content.push(Content::Text(args.prompt.clone()));
     messages.push(Message::new("user", content));
 
-    let render = RenderOptions { add_generation_prompt: true, ..Default::default() };
+    let render = RenderOptions {
+        add_generation_prompt: true,
+        ..Default::default()
+    };
     let prepared = engine.prepare(&messages, &render)?;
 
     if let Some(out) = &args.dump {
-        dump(&mut engine, &prepared, out).with_context(|| format!("writing the dump to {}", out.display()))?;
+        dump(&mut engine, &prepared, out)
+            .with_context(|| format!("writing the dump to {}", out.display()))?;
     }
 
     let overrides = Overrides {
@@ -172,21 +192,33 @@ fn dump(engine: &mut Engine, p: &Prepared, out: &std::path::Path) -> Result<()> 
     let mut t: HashMap<String, Tensor> = HashMap::new();
     t.insert("input_ids".into(), Tensor::from_vec(ids, (1, l), &cpu)?);
     let pos: Vec<i64> = p.positions.positions.iter().flatten().copied().collect();
-    t.insert("position_ids".into(), Tensor::from_vec(pos, (3, 1, l), &cpu)?);
+    t.insert(
+        "position_ids".into(),
+        Tensor::from_vec(pos, (3, 1, l), &cpu)?,
+    );
     let grid = |g: &[[usize; 3]]| -> candle_core::Result<Tensor> {
         let v: Vec<i64> = g.iter().flatten().map(|&x| x as i64).collect();
         Tensor::from_vec(v, (g.len(), 3), &cpu)
     };
     if let Some(px) = p.pixel_values() {
-        t.insert("pixel_values".into(), px.to_device(&cpu)?.to_dtype(DType::F32)?);
+        t.insert(
+            "pixel_values".into(),
+            px.to_device(&cpu)?.to_dtype(DType::F32)?,
+        );
         t.insert("image_grid_thw".into(), grid(p.image_grid_thw())?);
     }
     if let Some(px) = p.pixel_values_videos() {
-        t.insert("pixel_values_videos".into(), px.to_device(&cpu)?.to_dtype(DType::F32)?);
+        t.insert(
+            "pixel_values_videos".into(),
+            px.to_device(&cpu)?.to_dtype(DType::F32)?,
+        );
         t.insert("video_grid_thw".into(), grid(p.video_grid_thw())?);
     }
     candle_core::safetensors::save(&t, out.join("inputs.safetensors"))?;
-    let logits = engine.prompt_logits(p)?.to_device(&cpu)?.to_dtype(DType::F32)?;
+    let logits = engine
+        .prompt_logits(p)?
+        .to_device(&cpu)?
+        .to_dtype(DType::F32)?;
     let mut l = HashMap::new();
     l.insert("logits".to_string(), logits);
     candle_core::safetensors::save(&l, out.join("logits.safetensors"))?;

@@ -21,7 +21,8 @@ pub fn resolve(model: &str) -> Result<PathBuf> {
     if path.is_dir() {
         return Ok(path.to_path_buf());
     }
-    let looks_like_id = model.split('/').count() == 2 && !model.starts_with('.') && !model.starts_with('/');
+    let looks_like_id =
+        model.split('/').count() == 2 && !model.starts_with('.') && !model.starts_with('/');
     if !looks_like_id {
         bail!("model folder {model} does not exist");
     }
@@ -53,7 +54,10 @@ pub fn resolve_in_cache(cache: &Path, id: &str) -> Result<PathBuf> {
     match revs.len() {
         1 => Ok(revs.remove(0)),
         0 => bail!("{id} has no snapshot in {}", snapshots.display()),
-        n => bail!("{id} has {n} snapshots in {} and no refs/main to choose one", snapshots.display()),
+        n => bail!(
+            "{id} has {n} snapshots in {} and no refs/main to choose one",
+            snapshots.display()
+        ),
     }
 }
 
@@ -66,13 +70,25 @@ mod tests {
         let tmp = std::env::temp_dir().join(format!("glimpse-hf-{}", std::process::id()));
         let repo = tmp.join("models--Qwen--Tiny");
         std::fs::create_dir_all(repo.join("snapshots/abc")).unwrap();
-        assert_eq!(resolve_in_cache(&tmp, "Qwen/Tiny").unwrap(), repo.join("snapshots/abc"));
+        assert_eq!(
+            resolve_in_cache(&tmp, "Qwen/Tiny").unwrap(),
+            repo.join("snapshots/abc")
+        );
         std::fs::create_dir_all(repo.join("snapshots/def")).unwrap();
-        assert!(resolve_in_cache(&tmp, "Qwen/Tiny").unwrap_err().to_string().contains("2 snapshots"));
+        assert!(resolve_in_cache(&tmp, "Qwen/Tiny")
+            .unwrap_err()
+            .to_string()
+            .contains("2 snapshots"));
         std::fs::create_dir_all(repo.join("refs")).unwrap();
         std::fs::write(repo.join("refs/main"), "def\n").unwrap();
-        assert_eq!(resolve_in_cache(&tmp, "Qwen/Tiny").unwrap(), repo.join("snapshots/def"));
-        assert!(resolve_in_cache(&tmp, "Qwen/Other").unwrap_err().to_string().contains("download"));
+        assert_eq!(
+            resolve_in_cache(&tmp, "Qwen/Tiny").unwrap(),
+            repo.join("snapshots/def")
+        );
+        assert!(resolve_in_cache(&tmp, "Qwen/Other")
+            .unwrap_err()
+            .to_string()
+            .contains("download"));
         std::fs::remove_dir_all(&tmp).unwrap();
     }
 }

@@ -23,7 +23,10 @@ fn last_json(out: &Output) -> serde_json::Value {
 
 fn stderr_line(out: &Output) -> String {
     let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    assert!(!out.status.success(), "expected a failure, got success: {err}");
+    assert!(
+        !out.status.success(),
+        "expected a failure, got success: {err}"
+    );
     assert_eq!(err.lines().count(), 1, "errors are one line: {err}");
     err
 }
@@ -46,11 +49,18 @@ fn trained_grounding_model_gives_its_trained_answer() {
         "0",
         "--json",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let j = last_json(&out);
     assert_eq!(j["text"], reference["answer"]);
     assert_eq!(j["token_ids"], reference["answer_token_ids"]);
-    assert_eq!(j["generated_tokens"].as_u64().unwrap() as usize, reference["answer_token_ids"].as_array().unwrap().len());
+    assert_eq!(
+        j["generated_tokens"].as_u64().unwrap() as usize,
+        reference["answer_token_ids"].as_array().unwrap().len()
+    );
     assert!(j["prompt_tokens"].as_u64().unwrap() > 10);
     assert!(j["prefill_ms"].as_f64().unwrap() > 0.0);
 }
@@ -68,7 +78,11 @@ fn streams_the_answer_without_json() {
         "--temperature",
         "0",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"bbox_2d\": [250, 312, 484, 625]"));
 }
 
@@ -93,15 +107,28 @@ fn dump_writes_inputs_and_logits() {
         "--dump",
         dir.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let inputs = candle_core::safetensors::load(dir.join("inputs.safetensors"), &candle_core::Device::Cpu).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let inputs =
+        candle_core::safetensors::load(dir.join("inputs.safetensors"), &candle_core::Device::Cpu)
+            .unwrap();
     let l = inputs["input_ids"].dims()[1];
     assert_eq!(inputs["position_ids"].dims(), &[3, 1, l]);
-    for key in ["pixel_values", "image_grid_thw", "pixel_values_videos", "video_grid_thw"] {
+    for key in [
+        "pixel_values",
+        "image_grid_thw",
+        "pixel_values_videos",
+        "video_grid_thw",
+    ] {
         assert!(inputs.contains_key(key), "{key} missing");
     }
     assert_eq!(inputs["input_ids"].dtype(), candle_core::DType::I64);
-    let logits = candle_core::safetensors::load(dir.join("logits.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let logits =
+        candle_core::safetensors::load(dir.join("logits.safetensors"), &candle_core::Device::Cpu)
+            .unwrap();
     assert_eq!(logits["logits"].rank(), 1);
     let j = last_json(&out);
     assert_eq!(j["prompt_tokens"].as_u64().unwrap() as usize, l);
@@ -130,7 +157,9 @@ fn bad_inputs_fail_with_one_line() {
 
 #[test]
 fn a_prompt_longer_than_the_context_is_refused() {
-    let long: String = (0..6000).map(|i| char::from(b'a' + (i * 7 % 26) as u8)).collect();
+    let long: String = (0..6000)
+        .map(|i| char::from(b'a' + (i * 7 % 26) as u8))
+        .collect();
     let out = glimpse(&["generate", "--model", "models/dense-v5", "--prompt", &long]);
     let e = stderr_line(&out);
     assert!(e.contains("context"), "{e}");
@@ -148,7 +177,13 @@ fn missing_tokenizer_or_template_is_named() {
                 std::fs::copy(entry.path(), tmp.join(entry.file_name())).unwrap();
             }
         }
-        let out = glimpse(&["generate", "--model", tmp.to_str().unwrap(), "--prompt", "hi"]);
+        let out = glimpse(&[
+            "generate",
+            "--model",
+            tmp.to_str().unwrap(),
+            "--prompt",
+            "hi",
+        ]);
         let e = stderr_line(&out);
         let stem = missing.split('.').next().unwrap();
         assert!(e.contains(stem) || e.contains("template"), "{missing}: {e}");
@@ -158,8 +193,24 @@ fn missing_tokenizer_or_template_is_named() {
 
 #[test]
 fn unknown_device_and_dtype_are_refused() {
-    let e = stderr_line(&glimpse(&["generate", "--model", "models/dense-v5", "--prompt", "x", "--dtype", "int3"]));
+    let e = stderr_line(&glimpse(&[
+        "generate",
+        "--model",
+        "models/dense-v5",
+        "--prompt",
+        "x",
+        "--dtype",
+        "int3",
+    ]));
     assert!(e.contains("int3"), "{e}");
-    let e = stderr_line(&glimpse(&["generate", "--model", "models/dense-v5", "--prompt", "x", "--device", "tpu"]));
+    let e = stderr_line(&glimpse(&[
+        "generate",
+        "--model",
+        "models/dense-v5",
+        "--prompt",
+        "x",
+        "--device",
+        "tpu",
+    ]));
     assert!(e.contains("tpu"), "{e}");
 }

@@ -41,7 +41,10 @@ impl std::str::FromStr for DeviceKind {
             "cpu" => Ok(Self::Cpu),
             "cuda" => Ok(Self::Cuda),
             "metal" => Ok(Self::Metal),
-            other => Err(Error::bad_config("device", format!("`{other}` is not one of cpu, cuda, metal"))),
+            other => Err(Error::bad_config(
+                "device",
+                format!("`{other}` is not one of cpu, cuda, metal"),
+            )),
         }
     }
 }
@@ -69,7 +72,10 @@ pub fn parse_dtype(s: &str) -> Result<DType> {
         "f32" => Ok(DType::F32),
         "bf16" => Ok(DType::BF16),
         "f16" => Ok(DType::F16),
-        other => Err(Error::bad_config("dtype", format!("`{other}` is not one of f32, bf16, f16"))),
+        other => Err(Error::bad_config(
+            "dtype",
+            format!("`{other}` is not one of f32, bf16, f16"),
+        )),
     }
 }
 
@@ -81,7 +87,10 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { device: DeviceKind::Cpu, dtype: DType::F32 }
+        Self {
+            device: DeviceKind::Cpu,
+            dtype: DType::F32,
+        }
     }
 }
 
@@ -132,7 +141,13 @@ impl Engine {
         let device = options.device.open()?;
         let vb = crate::qwen3_vl::weights::open_var_builder(dir, options.dtype, &device)?;
         let model = Qwen3VLModel::new(&config, vb)?;
-        Ok(Self { dir: dir.to_path_buf(), config, processor, generation_config, model })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            config,
+            processor,
+            generation_config,
+            model,
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -154,7 +169,10 @@ impl Engine {
         let inputs = self.processor.process(messages, options)?;
         let n = inputs.input_ids.len();
         if n >= self.context_length() {
-            return Err(Error::ContextTooLong { tokens: n, limit: self.context_length() });
+            return Err(Error::ContextTooLong {
+                tokens: n,
+                limit: self.context_length(),
+            });
         }
         let ids = VisionTokenIds::from_config(&self.config);
         let video_grid_thw = inputs.video_grid_thw();
@@ -168,17 +186,32 @@ impl Engine {
         let device = self.model.device();
         let pixel_values = match inputs.images.rows() {
             0 => None,
-            rows => Some(Tensor::from_slice(&inputs.images.pixel_values, (rows, inputs.images.row_len), device)?),
+            rows => Some(Tensor::from_slice(
+                &inputs.images.pixel_values,
+                (rows, inputs.images.row_len),
+                device,
+            )?),
         };
         let pixel_values_videos = if inputs.videos.is_empty() {
             None
         } else {
             let flat = inputs.pixel_values_videos();
             let width = self.config.vision.patch_dim();
-            Some(Tensor::from_vec(flat.clone(), (flat.len() / width, width), device)?)
+            Some(Tensor::from_vec(
+                flat.clone(),
+                (flat.len() / width, width),
+                device,
+            )?)
         };
         let think_open = ends_inside_think(&inputs.text);
-        Ok(Prepared { inputs, positions, pixel_values, pixel_values_videos, video_grid_thw, think_open })
+        Ok(Prepared {
+            inputs,
+            positions,
+            pixel_values,
+            pixel_values_videos,
+            video_grid_thw,
+            think_open,
+        })
     }
 
     /// Sampling settings: the checkpoint's defaults with the caller's overrides. The
@@ -195,7 +228,10 @@ impl Engine {
 
     /// Runs prefill only and returns the f32 logits `[vocab]` at the last prompt position.
     pub fn prompt_logits(&mut self, prepared: &Prepared) -> Result<Tensor> {
-        let mut lm = Bound { model: &mut self.model, prepared };
+        let mut lm = Bound {
+            model: &mut self.model,
+            prepared,
+        };
         lm.prefill()
     }
 
@@ -210,11 +246,25 @@ impl Engine {
     ) -> Result<GenerationStats> {
         let total = prepared.input_ids().len() + params.max_new_tokens;
         if total > self.context_length() {
-            return Err(Error::ContextTooLong { tokens: total, limit: self.context_length() });
+            return Err(Error::ContextTooLong {
+                tokens: total,
+                limit: self.context_length(),
+            });
         }
         let decoder = TokenizerDecode(&self.processor.tokenizer);
-        let mut lm = Bound { model: &mut self.model, prepared };
-        generation::generate(&mut lm, prepared.input_ids(), params, &decoder, prepared.think_open, cancel, on_event)
+        let mut lm = Bound {
+            model: &mut self.model,
+            prepared,
+        };
+        generation::generate(
+            &mut lm,
+            prepared.input_ids(),
+            params,
+            &decoder,
+            prepared.think_open,
+            cancel,
+            on_event,
+        )
     }
 }
 
@@ -241,10 +291,17 @@ impl LanguageModel for Bound<'_> {
             input_ids: p.input_ids(),
             images: visual(p.pixel_values(), p.image_grid_thw()),
             videos: visual(p.pixel_values_videos(), p.video_grid_thw()),
-            positions: [&p.positions.positions[0], &p.positions.positions[1], &p.positions.positions[2]],
+            positions: [
+                &p.positions.positions[0],
+                &p.positions.positions[1],
+                &p.positions.positions[2],
+            ],
             rope_delta: p.positions.rope_delta,
         };
-        Ok(self.model.prefill(&prompt, LogitsFor::Last, &mut NoProbe)?.i(0)?)
+        Ok(self
+            .model
+            .prefill(&prompt, LogitsFor::Last, &mut NoProbe)?
+            .i(0)?)
     }
 
     fn step(&mut self, token: u32) -> Result<Tensor> {
@@ -253,7 +310,10 @@ impl LanguageModel for Bound<'_> {
 }
 
 fn visual<'t>(pixels: Option<&'t Tensor>, grid_thw: &'t [[usize; 3]]) -> Option<VisualInput<'t>> {
-    pixels.map(|pixel_values| VisualInput { pixel_values, grid_thw })
+    pixels.map(|pixel_values| VisualInput {
+        pixel_values,
+        grid_thw,
+    })
 }
 
 struct TokenizerDecode<'a>(&'a tokenizers::Tokenizer);
@@ -261,7 +321,9 @@ struct TokenizerDecode<'a>(&'a tokenizers::Tokenizer);
 impl Decode for TokenizerDecode<'_> {
     fn decode(&self, ids: &[u32]) -> Result<String> {
         // Special tokens are skipped as in transformers' streamer (`skip_special_tokens=True`).
-        self.0.decode(ids, true).map_err(|e| Error::Tokenizer { reason: e.to_string() })
+        self.0.decode(ids, true).map_err(|e| Error::Tokenizer {
+            reason: e.to_string(),
+        })
     }
 }
 
@@ -273,7 +335,9 @@ mod tests {
     fn think_state_of_prompts() {
         assert!(ends_inside_think("<|im_start|>assistant\n<think>\n"));
         assert!(!ends_inside_think("<|im_start|>assistant\n"));
-        assert!(!ends_inside_think("<think>\nx\n</think>\n\nanswer<|im_end|>\n<|im_start|>assistant\n"));
+        assert!(!ends_inside_think(
+            "<think>\nx\n</think>\n\nanswer<|im_end|>\n<|im_start|>assistant\n"
+        ));
     }
 
     #[test]
@@ -281,6 +345,9 @@ mod tests {
         assert_eq!("cpu".parse::<DeviceKind>().unwrap(), DeviceKind::Cpu);
         assert!("tpu".parse::<DeviceKind>().is_err());
         assert_eq!(parse_dtype("bf16").unwrap(), DType::BF16);
-        assert!(parse_dtype("int8").unwrap_err().to_string().contains("int8"));
+        assert!(parse_dtype("int8")
+            .unwrap_err()
+            .to_string()
+            .contains("int8"));
     }
 }

@@ -37,12 +37,59 @@ pub enum Error {
         got: usize,
     },
 
+    /// A token id is not in the model's vocabulary.
+    #[error("token id {token} is outside the vocabulary ({vocab_size} entries)")]
+    TokenOutOfRange { token: u32, vocab_size: usize },
+
+    /// Inputs handed to the model do not fit together (pixel rows vs grids, a grid the merge size
+    /// does not divide, ...). `what` names the input, `reason` says what was expected.
+    #[error("bad input {what}: {reason}")]
+    BadInput { what: String, reason: String },
+
+    /// An image file could not be decoded (corrupt, truncated, or not an image format we read).
+    #[error("cannot decode image {}: {reason}", path.display())]
+    ImageDecode { path: PathBuf, reason: String },
+
+    /// An image is larger than the decoder is allowed to allocate; checked from the header.
+    #[error("image {} is {width}x{height}, more than the {max_pixels} pixels Glimpse decodes", path.display())]
+    ImageTooLarge {
+        path: PathBuf,
+        width: u32,
+        height: u32,
+        max_pixels: u64,
+    },
+
+    /// A video file could not be opened or decoded.
+    #[error("cannot decode video {}: {reason}", path.display())]
+    VideoDecode { path: PathBuf, reason: String },
+
+    /// A video (file, folder or frame list) yields no frames to sample.
+    #[error("no video frames in {}: {reason}", path.display())]
+    NoVideoFrames { path: PathBuf, reason: String },
+
+    /// Video support was compiled out (the `video` feature of glimpse-models).
+    #[error("video support is not built in (enable the `video` feature)")]
+    VideoUnsupported,
+
+    /// The chat template failed to parse or to render.
+    #[error("chat template: {reason}")]
+    Template { reason: String },
+
+    /// The tokenizer could not be loaded or failed to encode/decode.
+    #[error("tokenizer: {reason}")]
+    Tokenizer { reason: String },
+
+    /// The prompt (plus the tokens asked for) does not fit the model's context.
+    #[error("the prompt needs {tokens} tokens but the model's context holds {limit}")]
+    ContextTooLong { tokens: usize, limit: usize },
+
     /// Generation was cancelled by the caller.
     #[error("cancelled")]
     Cancelled,
 
+    /// A tensor operation failed (shapes that cannot work together, a device error).
     #[error(transparent)]
-    Candle(#[from] candle_core::Error),
+    Candle(candle_core::Error),
 
     #[error("{context}: {source}")]
     Io {
@@ -60,5 +107,42 @@ impl Error {
             key: key.into(),
             reason: reason.into(),
         }
+    }
+}
+
+impl From<candle_core::Error> for Error {
+    /// Unwraps our own errors that travelled through candle (the weight loader's
+    /// `MissingTensor`/`BadTensor` come back through `VarBuilder` as candle errors), so callers
+    /// see the precise variant; anything else stays a `Candle` error.
+    fn from(e: candle_core::Error) -> Self {
+        match take_ours(e) {
+            Ok(ours) => ours,
+            Err(theirs) => Error::Candle(theirs),
+        }
+    }
+}
+
+fn take_ours(e: candle_core::Error) -> std::result::Result<Error, candle_core::Error> {
+    use candle_core::Error as C;
+    match e {
+        C::WrappedContext { wrapped, context } => match wrapped.downcast::<Error>() {
+            Ok(ours) => Ok(*ours),
+            Err(wrapped) => Err(C::WrappedContext { wrapped, context }),
+        },
+        C::WithBacktrace { inner, backtrace } => {
+            take_ours(*inner).map_err(|inner| C::WithBacktrace {
+                inner: Box::new(inner),
+                backtrace,
+            })
+        }
+        C::Context { inner, context } => take_ours(*inner).map_err(|inner| C::Context {
+            inner: Box::new(inner),
+            context,
+        }),
+        C::WithPath { inner, path } => take_ours(*inner).map_err(|inner| C::WithPath {
+            inner: Box::new(inner),
+            path,
+        }),
+        other => Err(other),
     }
 }

@@ -1,0 +1,406 @@
+//! The sparse MoE block of Qwen3-VL-MoE (spec §4.5, §2.3): a softmax router, top-k with
+//! renormalised weights, and fused experts run grouped — the tokens routed to one expert are
+//! gathered and multiplied once — never token by token and never all experts densely.
+
+use candle_core::{DType, Tensor};
+use candle_nn::VarBuilder;
+
+use super::config::{Config, Dialect};
+use crate::{Error, Result};
+
+/// How the fused expert tensors are stored (§2.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpertLayout {
+    /// Hub files (transformers 4.57): `gate_up_proj [E, D, 2I]`, `down_proj [E, I, D]`, used as x·W.
+    Hub,
+    /// transformers 5 `save_pretrained`: `gate_up_proj [E, 2I, D]`, `down_proj [E, D, I]`
+    /// (nn.Linear orientation, used as x·Wᵀ).
+    Linear,
+}
+
+impl ExpertLayout {
+    fn gate_up_shape(self, e: usize, d: usize, i: usize) -> [usize; 3] {
+        match self {
+            Self::Hub => [e, d, 2 * i],
+            Self::Linear => [e, 2 * i, d],
+        }
+    }
+
+    fn down_shape(self, e: usize, d: usize, i: usize) -> [usize; 3] {
+        match self {
+            Self::Hub => [e, i, d],
+            Self::Linear => [e, d, i],
+        }
+    }
+
+    /// Decides the orientation from stored shapes: whichever tensor's shape tells the two
+    /// layouts apart (down_proj unless D = I, gate_up_proj unless D = 2I) decides; only if
+    /// neither does (or they disagree) the file dialect does (§2.3, §1.5).
+    pub fn decide(
+        gate_up: &[usize],
+        down: &[usize],
+        (e, d, i): (usize, usize, usize),
+        dialect: Dialect,
+    ) -> Option<Self> {
+        let vote = |shape: &[usize], hub: [usize; 3], linear: [usize; 3]| {
+            if hub == linear {
+                None
+            } else if shape == hub {
+                Some(Self::Hub)
+            } else if shape == linear {
+                Some(Self::Linear)
+            } else {
+                None
+            }
+        };
+        let by_down = vote(
+            down,
+            Self::Hub.down_shape(e, d, i),
+            Self::Linear.down_shape(e, d, i),
+        );
+        let by_gate_up = vote(
+            gate_up,
+            Self::Hub.gate_up_shape(e, d, i),
+            Self::Linear.gate_up_shape(e, d, i),
+        );
+        match (by_down, by_gate_up) {
+            (Some(a), Some(b)) if a != b => None,
+            (Some(a), _) | (None, Some(a)) => Some(a),
+            (None, None) => {
+                let fallback = match dialect {
+                    Dialect::Hub => Self::Hub,
+                    Dialect::Transformers5 => Self::Linear,
+                };
+                // Only a fallback for shapes that fit it; anything else is a bad tensor.
+                (gate_up == fallback.gate_up_shape(e, d, i) && down == fallback.down_shape(e, d, i))
+                    .then_some(fallback)
+            }
+        }
+    }
+}
+
+/// `Qwen3VLMoeTextTopKRouter` (`mlp.gate`): `weight [E, D]`, no bias.
+#[derive(Debug, Clone)]
+pub struct TopKRouter {
+    weight: Tensor,
+    top_k: usize,
+}
+
+/// Routing of a batch of tokens: for each token its k experts and renormalised f32 weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Routing {
+    pub experts: Vec<Vec<u32>>,
+    pub weights: Vec<Vec<f32>>,
+}
+
+impl TopKRouter {
+    /// `x` `[N, D]` -> router logits `[N, E]` in the activation dtype, and the routing.
+    pub fn forward(&self, x: &Tensor) -> Result<(Tensor, Routing)> {
+        // 1. Logits in the activation dtype.
+        let logits = x.matmul(&self.weight.t()?)?;
+        // 2. Softmax in f32, BEFORE top-k.
+        let probs = candle_nn::ops::softmax_last_dim(&logits.to_dtype(DType::F32)?)?;
+        // 3. Top-k and renormalisation over the k, always (norm_topk_prob is ignored by HF).
+        let probs: Vec<Vec<f32>> = probs.to_vec2()?;
+        let mut routing = Routing {
+            experts: Vec::with_capacity(probs.len()),
+            weights: Vec::with_capacity(probs.len()),
+        };
+        for row in &probs {
+            let (experts, weights) = top_k_renormalised(row, self.top_k);
+            routing.experts.push(experts);
+            routing.weights.push(weights);
+        }
+        Ok((logits, routing))
+    }
+}
+
+/// The k largest entries (descending; on equal values the lower expert id first, as
+/// `torch.topk` on CPU returns them) and their values divided by their f32 sum.
+pub fn top_k_renormalised(probs: &[f32], k: usize) -> (Vec<u32>, Vec<f32>) {
+    let mut order: Vec<u32> = (0..probs.len() as u32).collect();
+    order.sort_by(|&a, &b| {
+        probs[b as usize]
+            .total_cmp(&probs[a as usize])
+            .then(a.cmp(&b))
+    });
+    order.truncate(k);
+    let values: Vec<f32> = order.iter().map(|&e| probs[e as usize]).collect();
+    let sum: f32 = values.iter().sum();
+    (order, values.iter().map(|v| v / sum).collect())
+}
+
+/// `Qwen3VLMoeTextExperts` (`mlp.experts`): the fused tensors, split once at load into
+/// per-expert views oriented for `x · W` so the hot path does no transposes or copies.
+#[derive(Debug, Clone)]
+pub struct Experts {
+    /// Per expert `[D, 2I]`: columns `0..I` gate, `I..2I` up.
+    gate_up_proj: Vec<Tensor>,
+    /// Per expert `[I, D]`.
+    down_proj: Vec<Tensor>,
+    intermediate: usize,
+}
+
+impl Experts {
+    fn new(cfg: &Config, layout: &mut Option<ExpertLayout>, vb: VarBuilder) -> Result<Self> {
+        let moe = cfg.text.moe.as_ref().expect("MoE layer of a MoE config");
+        let (e, d, i) = (
+            moe.num_experts,
+            cfg.text.hidden_size,
+            moe.moe_intermediate_size,
+        );
+        let (gate_up, down, chosen) = match *layout {
+            Some(l) => (
+                vb.get(l.gate_up_shape(e, d, i).to_vec(), "gate_up_proj")?,
+                vb.get(l.down_shape(e, d, i).to_vec(), "down_proj")?,
+                l,
+            ),
+            None => {
+                // First MoE layer: load as stored and let the shapes decide.
+                let gate_up = vb.get_unchecked("gate_up_proj")?;
+                let down = vb.get_unchecked("down_proj")?;
+                let l = ExpertLayout::decide(gate_up.dims(), down.dims(), (e, d, i), cfg.dialect)
+                    .unwrap_or(match cfg.dialect {
+                        Dialect::Hub => ExpertLayout::Hub,
+                        Dialect::Transformers5 => ExpertLayout::Linear,
+                    });
+                // A tensor that does not fit the chosen layout: the checked load names it and
+                // its file (the backend compares header shapes before reading any data).
+                if gate_up.dims() != l.gate_up_shape(e, d, i) {
+                    vb.get(l.gate_up_shape(e, d, i).to_vec(), "gate_up_proj")?;
+                }
+                if down.dims() != l.down_shape(e, d, i) {
+                    vb.get(l.down_shape(e, d, i).to_vec(), "down_proj")?;
+                }
+                *layout = Some(l);
+                (gate_up, down, l)
+            }
+        };
+        let mut gate_up_proj = Vec::with_capacity(e);
+        let mut down_proj = Vec::with_capacity(e);
+        for ex in 0..e {
+            let (gu, dn) = (gate_up.get(ex)?, down.get(ex)?);
+            match chosen {
+                ExpertLayout::Hub => {
+                    gate_up_proj.push(gu);
+                    down_proj.push(dn);
+                }
+                // A transposed view: candle's matmul reads it through strides, no copy.
+                ExpertLayout::Linear => {
+                    gate_up_proj.push(gu.t()?);
+                    down_proj.push(dn.t()?);
+                }
+            }
+        }
+        Ok(Self {
+            gate_up_proj,
+            down_proj,
+            intermediate: i,
+        })
+    }
+
+    /// `x` `[N, D]`, routing of the N tokens -> `[N, D]`.
+    ///
+    /// Each (token, expert) product `w · y` is formed in the activation dtype and the k products
+    /// of a token are summed in f32 and rounded once: what transformers 5.24's default
+    /// (`grouped_mm`) expert kernel does (§4.5), bit-for-bit relevant only below f32.
+    pub fn forward(&self, x: &Tensor, routing: &Routing) -> Result<Tensor> {
+        let (n, d) = x.dims2()?;
+        let dtype = x.dtype();
+        let device = x.device();
+
+        // 1. Group (token, weight) pairs by expert.
+        let num_experts = self.gate_up_proj.len();
+        let mut tokens: Vec<Vec<u32>> = vec![Vec::new(); num_experts];
+        let mut weights: Vec<Vec<f32>> = vec![Vec::new(); num_experts];
+        for (tok, (exps, ws)) in routing.experts.iter().zip(&routing.weights).enumerate() {
+            for (&e, &w) in exps.iter().zip(ws) {
+                tokens[e as usize].push(tok as u32);
+                weights[e as usize].push(w);
+            }
+        }
+
+        // 2. One gather + two matmuls per expert that was chosen at all.
+        let mut outs = Vec::new();
+        let mut rows = Vec::new();
+        for e in 0..num_experts {
+            if tokens[e].is_empty() {
+                continue;
+            }
+            let idx = Tensor::new(tokens[e].as_slice(), device)?;
+            let xe = x.index_select(&idx, 0)?; // (n_e, D)
+            let gu = xe.matmul(&self.gate_up_proj[e])?; // (n_e, 2I)
+            let gate = gu.narrow(1, 0, self.intermediate)?;
+            let up = gu.narrow(1, self.intermediate, self.intermediate)?;
+            let h = (gate.silu()? * up)?; // (n_e, I)
+            let y = h.matmul(&self.down_proj[e])?; // (n_e, D)
+                                                   // Weights were renormalised in f32 and are cast to the activation dtype (HF).
+            let w = Tensor::new(weights[e].as_slice(), device)?
+                .to_dtype(dtype)?
+                .reshape((tokens[e].len(), 1))?;
+            outs.push(y.broadcast_mul(&w)?.to_dtype(DType::F32)?);
+            rows.push(idx);
+        }
+        if outs.is_empty() {
+            return Ok(Tensor::zeros((n, d), dtype, device)?);
+        }
+
+        // 3. Scatter-add every contribution into an f32 accumulator in one op, round once.
+        let outs = Tensor::cat(&outs, 0)?;
+        let rows = Tensor::cat(&rows, 0)?;
+        let acc = Tensor::zeros((n, d), DType::F32, device)?.index_add(&rows, &outs, 0)?;
+        Ok(acc.to_dtype(dtype)?)
+    }
+}
+
+/// `Qwen3VLMoeTextSparseMoeBlock` (`mlp`): router `gate` + fused `experts`, no shared expert.
+#[derive(Debug, Clone)]
+pub struct SparseMoeBlock {
+    gate: TopKRouter,
+    experts: Experts,
+}
+
+impl SparseMoeBlock {
+    pub fn new(cfg: &Config, layout: &mut Option<ExpertLayout>, vb: VarBuilder) -> Result<Self> {
+        let moe = cfg.text.moe.as_ref().ok_or_else(|| {
+            Error::bad_config(
+                "text_config.num_experts",
+                "MoE layer in a model without experts",
+            )
+        })?;
+        let gate = TopKRouter {
+            weight: vb
+                .pp("gate")
+                .get((moe.num_experts, cfg.text.hidden_size), "weight")?,
+            top_k: moe.num_experts_per_tok,
+        };
+        Ok(Self {
+            gate,
+            experts: Experts::new(cfg, layout, vb.pp("experts"))?,
+        })
+    }
+
+    /// `x` `[B, L, D]` -> (`[B, L, D]`, router logits `[B·L, E]`).
+    pub fn forward(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (b, l, d) = x.dims3()?;
+        let flat = x.reshape((b * l, d))?;
+        let (router_logits, routing) = self.gate.forward(&flat)?;
+        let out = self.experts.forward(&flat, &routing)?;
+        Ok((out.reshape((b, l, d))?, router_logits))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn layout_from_unambiguous_shape() {
+        let (e, d, i) = (4, 6, 5);
+        let hub = (vec![e, d, 2 * i], vec![e, i, d]);
+        let lin = (vec![e, 2 * i, d], vec![e, d, i]);
+        for dialect in [Dialect::Hub, Dialect::Transformers5] {
+            assert_eq!(
+                ExpertLayout::decide(&hub.0, &hub.1, (e, d, i), dialect),
+                Some(ExpertLayout::Hub)
+            );
+            assert_eq!(
+                ExpertLayout::decide(&lin.0, &lin.1, (e, d, i), dialect),
+                Some(ExpertLayout::Linear)
+            );
+        }
+        // D = 2I: gate_up is square-ish and cannot tell; down_proj decides (what 5.24 gets
+        // wrong, §2.3).
+        let (d, i) = (8, 4);
+        assert_eq!(
+            ExpertLayout::decide(&[e, 8, 8], &[e, i, d], (e, d, i), Dialect::Transformers5),
+            Some(ExpertLayout::Hub)
+        );
+        // D = I: down_proj cannot tell; gate_up_proj decides.
+        let (d, i) = (4, 4);
+        assert_eq!(
+            ExpertLayout::decide(&[e, 8, 4], &[e, 4, 4], (e, d, i), Dialect::Hub),
+            Some(ExpertLayout::Linear)
+        );
+        // Shapes that fit neither layout.
+        assert_eq!(
+            ExpertLayout::decide(&[e, 3, 3], &[e, 3, 3], (e, 6, 5), Dialect::Hub),
+            None
+        );
+    }
+
+    #[test]
+    fn top_k_is_descending_and_renormalised() {
+        let (experts, weights) = top_k_renormalised(&[0.1, 0.4, 0.2, 0.3], 2);
+        assert_eq!(experts, vec![1, 3]);
+        assert!((weights[0] - 0.4 / 0.7).abs() < 1e-7);
+        assert!((weights[1] - 0.3 / 0.7).abs() < 1e-7);
+        let (experts, _) = top_k_renormalised(&[0.25, 0.25, 0.25, 0.25], 3);
+        assert_eq!(experts, vec![0, 1, 2]);
+    }
+
+    /// Grouped experts against a token-by-token evaluation written out by hand, in both stored
+    /// layouts.
+    #[test]
+    fn grouped_experts_match_per_token_loop() -> Result<()> {
+        let dev = Device::Cpu;
+        let (e, d, i, n) = (5usize, 6usize, 3usize, 7usize);
+        let gate_up = Tensor::randn(0f32, 1.0, (e, d, 2 * i), &dev)?;
+        let down = Tensor::randn(0f32, 1.0, (e, i, d), &dev)?;
+        let x = Tensor::randn(0f32, 1.0, (n, d), &dev)?;
+        let routing = Routing {
+            experts: (0..n as u32).map(|t| vec![t % 5, (t + 2) % 5]).collect(),
+            weights: (0..n).map(|t| vec![0.75, 0.25 + t as f32 * 0.01]).collect(),
+        };
+        let mut want = Vec::new();
+        for t in 0..n {
+            let xt = x.get(t)?.unsqueeze(0)?;
+            let mut acc = Tensor::zeros((1, d), DType::F32, &dev)?;
+            for (&ex, &w) in routing.experts[t].iter().zip(&routing.weights[t]) {
+                let gu = xt.matmul(&gate_up.get(ex as usize)?)?;
+                let h = (gu.narrow(1, 0, i)?.silu()? * gu.narrow(1, i, i)?)?;
+                acc = (acc + (h.matmul(&down.get(ex as usize)?)? * w as f64)?)?;
+            }
+            want.push(acc);
+        }
+        let want = Tensor::cat(&want, 0)?;
+
+        for layout in [ExpertLayout::Hub, ExpertLayout::Linear] {
+            let (gu, dn): (Vec<Tensor>, Vec<Tensor>) = (0..e)
+                .map(|ex| match layout {
+                    ExpertLayout::Hub => (gate_up.get(ex).unwrap(), down.get(ex).unwrap()),
+                    // Store transposed (as a v5 file would), then view back as the model does.
+                    ExpertLayout::Linear => (
+                        gate_up
+                            .get(ex)
+                            .unwrap()
+                            .t()
+                            .unwrap()
+                            .contiguous()
+                            .unwrap()
+                            .t()
+                            .unwrap(),
+                        down.get(ex)
+                            .unwrap()
+                            .t()
+                            .unwrap()
+                            .contiguous()
+                            .unwrap()
+                            .t()
+                            .unwrap(),
+                    ),
+                })
+                .unzip();
+            let experts = Experts {
+                gate_up_proj: gu,
+                down_proj: dn,
+                intermediate: i,
+            };
+            let got = experts.forward(&x, &routing)?;
+            let diff: f32 = (got - &want)?.abs()?.max_all()?.to_scalar()?;
+            assert!(diff < 1e-5, "{layout:?}: {diff}");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,332 @@
+//! The vision tower's modules, one struct per checkpoint module (`Qwen3VLVision*` in
+//! transformers 5.24 `modeling_qwen3_vl.py`), fields named like the tensor keys.
+
+use candle_core::{DType, Module, Tensor, D};
+use candle_nn::{Activation, Linear, VarBuilder};
+
+use crate::qwen3_vl::VisionConfig;
+use crate::{Error, Result};
+
+/// All four vision LayerNorm kinds use this eps (§3.5, §3.7).
+const LN_EPS: f64 = 1e-6;
+
+/// Upper bound on the elements of one attention score block (`heads × frames × queries × keys`);
+/// larger segments are processed in query chunks so a big image cannot allocate gigabytes of
+/// scores at once. Softmax is per query row, so chunking changes no number.
+const MAX_SCORE_ELEMS: usize = 1 << 26;
+
+/// `nn.LayerNorm` over the last dimension, computed in f32 whatever the dtype. Two-pass (mean,
+/// then the variance of the centred values) like torch: candle-nn's fused kernel uses
+/// `E[x²] − mean²`, which loses digits when the mean is large against the spread.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl LayerNorm {
+    pub fn new(dim: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get(dim, "weight")?,
+            bias: vb.get(dim, "bias")?,
+        })
+    }
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let dtype = x.dtype();
+        let x = x.to_dtype(DType::F32)?;
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let centred = x.broadcast_sub(&mean)?;
+        let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = centred.broadcast_div(&(var + LN_EPS)?.sqrt()?)?;
+        // Affine in f32 too and one rounding at the end, as torch's bf16 kernel does.
+        normed
+            .broadcast_mul(&self.weight.to_dtype(DType::F32)?)?
+            .broadcast_add(&self.bias.to_dtype(DType::F32)?)?
+            .to_dtype(dtype)
+    }
+}
+
+/// `patch_embed`: the Conv3d with kernel = stride = (T, P, P) over one patch is a matmul over
+/// the flattened `[C·T·P·P]` row (index `c·T·P·P + t·P·P + y·P + x`, the processor's layout).
+#[derive(Debug, Clone)]
+pub struct VisionPatchEmbed {
+    proj: Linear,
+}
+
+impl VisionPatchEmbed {
+    pub fn new(cfg: &VisionConfig, vb: VarBuilder) -> Result<Self> {
+        let vb = vb.pp("proj");
+        let (c, t, p) = (cfg.in_channels, cfg.temporal_patch_size, cfg.patch_size);
+        let weight = vb
+            .get((cfg.hidden_size, c, t, p, p), "weight")?
+            .reshape((cfg.hidden_size, cfg.patch_dim()))?;
+        let bias = vb.get(cfg.hidden_size, "bias")?;
+        Ok(Self {
+            proj: Linear::new(weight, Some(bias)),
+        })
+    }
+
+    /// `[Np, C·T·P·P]` → `[Np, Dv]`; the input is cast to the weight dtype as transformers does.
+    pub fn forward(&self, pixel_values: &Tensor) -> Result<Tensor> {
+        let x = pixel_values.to_dtype(self.proj.weight().dtype())?;
+        Ok(self.proj.forward(&x)?)
+    }
+}
+
+/// `rotary_pos_emb`: axial 2-D rotary frequencies (§3.4).
+#[derive(Debug, Clone)]
+pub struct VisionRotaryEmbedding {
+    /// `[hdv/4]`, f32.
+    inv_freq: Tensor,
+}
+
+impl VisionRotaryEmbedding {
+    pub fn new(cfg: &VisionConfig, device: &candle_core::Device) -> Result<Self> {
+        // `1 / theta^(arange(0, dim, 2) / dim)` with dim = hdv/2, the exponent divided in f32.
+        let dim = cfg.head_dim() / 2;
+        let inv_freq: Vec<f32> = (0..dim)
+            .step_by(2)
+            .map(|k| {
+                let exponent = k as f32 / dim as f32;
+                1.0 / (cfg.rope_theta.powf(exponent as f64) as f32)
+            })
+            .collect();
+        let n = inv_freq.len();
+        Ok(Self {
+            inv_freq: Tensor::from_vec(inv_freq, n, device)?,
+        })
+    }
+
+    /// `positions` `[N, 2]` (row, col) f32 → `(cos, sin)`, each `[N, hdv/2]` f32 laid out as
+    /// `[row·inv_freq | col·inv_freq]`; candle's `rope` repeats them over both halves, which is
+    /// transformers' `cat([freq_hw, freq_hw])` with `rotate_half`.
+    pub fn forward(&self, positions: &Tensor) -> Result<(Tensor, Tensor)> {
+        let n = positions.dim(0)?;
+        let k = self.inv_freq.dim(0)?;
+        // [N, 2, 1] · [1, 1, K] → [N, 2, K] → [N, 2K]
+        let freqs = positions
+            .unsqueeze(2)?
+            .broadcast_mul(&self.inv_freq.reshape((1, 1, k))?)?
+            .reshape((n, 2 * k))?;
+        Ok((freqs.cos()?, freqs.sin()?))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct VisionMlp {
+    linear_fc1: Linear,
+    linear_fc2: Linear,
+    act_fn: Activation,
+}
+
+impl VisionMlp {
+    pub fn new(cfg: &VisionConfig, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            linear_fc1: candle_nn::linear(
+                cfg.hidden_size,
+                cfg.intermediate_size,
+                vb.pp("linear_fc1"),
+            )?,
+            linear_fc2: candle_nn::linear(
+                cfg.intermediate_size,
+                cfg.hidden_size,
+                vb.pp("linear_fc2"),
+            )?,
+            act_fn: activation(&cfg.hidden_act)?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let x = self.act_fn.forward(&self.linear_fc1.forward(x)?)?;
+        Ok(self.linear_fc2.forward(&x)?)
+    }
+}
+
+/// Maps `vision_config.hidden_act` to candle's activations. `gelu_pytorch_tanh` (the released
+/// models) is the tanh approximation, `gelu` the exact erf form; they differ by up to 5e-4.
+fn activation(name: &str) -> Result<Activation> {
+    match name {
+        "gelu_pytorch_tanh" | "gelu_new" => Ok(Activation::GeluPytorchTanh),
+        "gelu" => Ok(Activation::Gelu),
+        "silu" => Ok(Activation::Silu),
+        other => Err(Error::bad_config(
+            "vision_config.hidden_act",
+            format!("`{other}` is not supported (gelu_pytorch_tanh, gelu_new, gelu or silu)"),
+        )),
+    }
+}
+
+/// One attention segment group: `frames` consecutive segments of `len` patches each, starting at
+/// patch `start` (one image, or the temporal groups of one video).
+#[derive(Debug, Clone, Copy)]
+pub struct Segments {
+    pub start: usize,
+    pub frames: usize,
+    pub len: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct VisionAttention {
+    qkv: Linear,
+    proj: Linear,
+    num_heads: usize,
+    head_dim: usize,
+}
+
+impl VisionAttention {
+    pub fn new(cfg: &VisionConfig, vb: VarBuilder) -> Result<Self> {
+        let dim = cfg.hidden_size;
+        Ok(Self {
+            qkv: candle_nn::linear(dim, 3 * dim, vb.pp("qkv"))?,
+            proj: candle_nn::linear(dim, dim, vb.pp("proj"))?,
+            num_heads: cfg.num_heads,
+            head_dim: cfg.head_dim(),
+        })
+    }
+
+    /// `x` `[N, Dv]`; `cos`/`sin` `[N, hdv/2]` f32; attention is block-diagonal over `segments`
+    /// (cu_seqlens semantics: never across images or across temporal groups of a video).
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        segments: &[Segments],
+    ) -> Result<Tensor> {
+        let (n, dim) = x.dims2()?;
+        let (h, hd) = (self.num_heads, self.head_dim);
+        let dtype = x.dtype();
+
+        // 1. Fused projection; rows of each of q, k, v are head-major.
+        // [N, 3·Dv] → [N, 3, H, hd] → [3, H, N, hd]
+        let qkv = self
+            .qkv
+            .forward(x)?
+            .reshape((n, 3, h, hd))?
+            .permute((1, 2, 0, 3))?
+            .contiguous()?;
+
+        // 2. 2-D rotary on q and k, in f32 and cast back (apply_rotary_pos_emb_vision).
+        let rotate = |t: Tensor| -> Result<Tensor> {
+            let t = t.unsqueeze(0)?.to_dtype(DType::F32)?; // [1, H, N, hd]
+            Ok(candle_nn::rotary_emb::rope(&t, cos, sin)?
+                .to_dtype(dtype)?
+                .squeeze(0)?)
+        };
+        let q = rotate(qkv.get(0)?)?;
+        let k = rotate(qkv.get(1)?)?;
+        let v = qkv.get(2)?;
+
+        // 3. Scaled dot-product attention per segment group, frames batched: [H, t, len, hd].
+        let scale = (hd as f64).powf(-0.5);
+        let mut outputs = Vec::with_capacity(segments.len());
+        for s in segments {
+            let take = |t: &Tensor| -> Result<Tensor> {
+                Ok(t.narrow(1, s.start, s.frames * s.len)?
+                    .reshape((h, s.frames, s.len, hd))?)
+            };
+            let (q, k, v) = (take(&q)?, take(&k)?, take(&v)?);
+            let kt = k.t()?;
+            let rows = (MAX_SCORE_ELEMS / (h * s.frames * s.len).max(1)).clamp(1, s.len);
+            let mut chunks = Vec::with_capacity(s.len.div_ceil(rows));
+            for q0 in (0..s.len).step_by(rows) {
+                let qc = q.narrow(2, q0, rows.min(s.len - q0))?;
+                // [H, t, q, hd] · [H, t, hd, len] → [H, t, q, len]; softmax in f32.
+                let scores = (qc.matmul(&kt)? * scale)?.to_dtype(DType::F32)?;
+                let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
+                chunks.push(probs.matmul(&v)?);
+            }
+            let out = Tensor::cat(&chunks, 2)?; // [H, t, len, hd]
+            outputs.push(out.reshape((h, s.frames * s.len, hd))?);
+        }
+
+        // 4. Heads back together and the output projection. [H, N, hd] → [N, H·hd]
+        let out = Tensor::cat(&outputs, 1)?
+            .transpose(0, 1)?
+            .contiguous()?
+            .reshape((n, dim))?;
+        Ok(self.proj.forward(&out)?)
+    }
+}
+
+/// `blocks.{b}`: pre-norm ViT block.
+#[derive(Debug, Clone)]
+pub struct VisionBlock {
+    norm1: LayerNorm,
+    norm2: LayerNorm,
+    attn: VisionAttention,
+    mlp: VisionMlp,
+}
+
+impl VisionBlock {
+    pub fn new(cfg: &VisionConfig, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            norm1: LayerNorm::new(cfg.hidden_size, vb.pp("norm1"))?,
+            norm2: LayerNorm::new(cfg.hidden_size, vb.pp("norm2"))?,
+            attn: VisionAttention::new(cfg, vb.pp("attn"))?,
+            mlp: VisionMlp::new(cfg, vb.pp("mlp"))?,
+        })
+    }
+
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        segments: &[Segments],
+    ) -> Result<Tensor> {
+        let attn = self
+            .attn
+            .forward(&self.norm1.forward(x)?, cos, sin, segments)?;
+        let x = (x + attn)?;
+        let mlp = self.mlp.forward(&self.norm2.forward(&x)?)?;
+        Ok((x + mlp)?)
+    }
+}
+
+/// `merger` and `deepstack_merger_list.{k}` (§3.7): gather each `m × m` window's rows into one
+/// `[m²·Dv]` row, then fc1 → exact-erf GELU → fc2. The main merger normalises each patch row
+/// (over Dv) before the gather; the DeepStack mergers normalise the gathered row (over m²·Dv).
+#[derive(Debug, Clone)]
+pub struct VisionPatchMerger {
+    norm: LayerNorm,
+    linear_fc1: Linear,
+    linear_fc2: Linear,
+    use_postshuffle_norm: bool,
+    /// m²·Dv.
+    hidden_size: usize,
+}
+
+impl VisionPatchMerger {
+    pub fn new(cfg: &VisionConfig, use_postshuffle_norm: bool, vb: VarBuilder) -> Result<Self> {
+        let m = cfg.spatial_merge_size;
+        let hidden_size = cfg.hidden_size * m * m;
+        let norm_dim = if use_postshuffle_norm {
+            hidden_size
+        } else {
+            cfg.hidden_size
+        };
+        Ok(Self {
+            norm: LayerNorm::new(norm_dim, vb.pp("norm"))?,
+            linear_fc1: candle_nn::linear(hidden_size, hidden_size, vb.pp("linear_fc1"))?,
+            linear_fc2: candle_nn::linear(hidden_size, cfg.out_hidden_size, vb.pp("linear_fc2"))?,
+            use_postshuffle_norm,
+            hidden_size,
+        })
+    }
+
+    /// `[Np, Dv]` → `[Np/m², out_hidden_size]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let rows = x.elem_count() / self.hidden_size;
+        let x = if self.use_postshuffle_norm {
+            self.norm.forward(&x.reshape((rows, self.hidden_size))?)?
+        } else {
+            self.norm.forward(x)?.reshape((rows, self.hidden_size))?
+        };
+        let x = self.linear_fc1.forward(&x)?.gelu_erf()?;
+        Ok(self.linear_fc2.forward(&x)?)
+    }
+}
