@@ -5,9 +5,7 @@ use serde::Serialize;
 use tauri::{AppHandle, Manager, Runtime};
 
 use crate::error::{AppError, Result};
-use crate::model_search::{
-    self, FoundModel, LocationKind, SearchLocation, UnusableModel,
-};
+use crate::model_search::{self, FoundModel, LocationKind, SearchLocation, UnusableModel};
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]

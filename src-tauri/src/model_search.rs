@@ -358,7 +358,10 @@ mod tests {
             hub(&[("HF_HUB_CACHE", "/c"), ("HF_HOME", "/h")]),
             Path::new("/c")
         );
-        assert_eq!(hub(&[("HF_HOME", "")]), Path::new("/home/u/.cache/huggingface/hub"));
+        assert_eq!(
+            hub(&[("HF_HOME", "")]),
+            Path::new("/home/u/.cache/huggingface/hub")
+        );
         assert_eq!(hf_hub_cache(env(&[]), None), None);
     }
 }
