@@ -1,0 +1,13 @@
+//! Glimpse's desktop app: the window, the IPC commands, and (later) the engine behind them.
+
+pub mod commands;
+pub mod error;
+pub mod model_search;
+
+/// Starts the app; returns when the last window closes.
+pub fn run() {
+    tauri::Builder::default()
+        .invoke_handler(tauri::generate_handler![commands::app_status])
+        .run(tauri::generate_context!())
+        .expect("the Tauri runtime failed to start");
+}
