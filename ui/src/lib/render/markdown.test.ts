@@ -61,6 +61,15 @@ describe('renderMarkdown: hostile input is inert', () => {
 
   it.each(payloads)('%s', (_name, payload) => {
     expectInert(renderMarkdown(payload));
+    // Mark edges (timestamp chips, grounding references) at awkward places change nothing.
+    const n = payload.length;
+    expectInert(
+      renderMarkdown(payload, [
+        { kind: 'box', span: { start: 0, end: n }, index: 0 },
+        { kind: 'timestamp', span: { start: 1, end: n - 1 }, start: 1 },
+        { kind: 'point', span: { start: Math.floor(n / 2), end: n - 1 }, index: 0 },
+      ]),
+    );
   });
 
   it('shows HTML from the answer as text', () => {

@@ -10,6 +10,7 @@
 import DOMPurify, { type Config, type DOMPurify as Purifier } from 'dompurify';
 import { Marked, type Tokens } from 'marked';
 import { escapeHtml } from './escape';
+import { insertMarks, replaceMarks, stripMarks, type Mark } from './marks';
 import { mathExtensions } from './math';
 
 /** Protocols a link may keep. Anything else (javascript:, data:, file:, relative) becomes text. */
@@ -46,19 +47,20 @@ const marked = new Marked({
     // when the user clicks (role/tabindex keep it reachable by keyboard).
     link({ href, title, tokens }: Tokens.Link) {
       const inner = this.parser.parseInline(tokens);
-      const url = safeLinkUrl(href);
+      const url = safeLinkUrl(stripMarks(href));
       if (url === null) return `<span class="link-blocked">${inner}</span>`;
-      const tip = escapeHtml(title ? `${title} (${url})` : url);
+      const tip = escapeHtml(title ? `${stripMarks(title)} (${url})` : url);
       return `<a class="external-link" data-href="${escapeHtml(url)}" rel="noopener noreferrer" role="link" tabindex="0" title="${tip}">${inner}</a>`;
     },
     // Loading a remote image would leak that the answer was read, and a data: image is content the
     // user did not attach; show the alt text instead.
     image({ href, text }: Tokens.Image) {
       const alt = text.trim() === '' ? 'image' : text;
-      return `<span class="image-blocked" title="${escapeHtml(`Image not loaded: ${href}`)}">[${escapeHtml(alt)}]</span>`;
+      const tip = escapeHtml(`Image not loaded: ${stripMarks(href)}`);
+      return `<span class="image-blocked" title="${tip}">[${escapeHtml(alt)}]</span>`;
     },
     code({ text, lang }: Tokens.Code) {
-      const language = languageOf(lang);
+      const language = languageOf(stripMarks(lang ?? ''));
       const cls = language === '' ? '' : ` class="language-${language}"`;
       return (
         `<div class="code-block" data-language="${language}">` +
@@ -97,6 +99,8 @@ const CONFIG: Config = {
   ALLOWED_ATTR: [
     'class', 'title', 'rel', 'role', 'tabindex', 'type', 'aria-label', 'align', 'start',
     'data-href', 'data-language', 'data-copy-code', 'data-checked',
+    // marks.ts: timestamp chips and grounding references.
+    'data-testid', 'data-seconds', 'data-end-seconds', 'data-grounding', 'data-index',
     ...MATHML_ATTRS,
   ],
   ALLOW_DATA_ATTR: false,
@@ -126,16 +130,18 @@ function getPurifier(): Purifier | null {
 }
 
 /**
- * Renders markdown to HTML that is safe to assign to `innerHTML`. Never throws. Without a DOM to
- * sanitise with, returns the text escaped in a paragraph rather than unsanitised HTML (DOMPurify
- * itself would pass input through unchanged there).
+ * Renders markdown to HTML that is safe to assign to `innerHTML`. Never throws. `marks` (spans of
+ * `text`, see marks.ts) become timestamp chips and grounding references around the rendered text.
+ * Without a DOM to sanitise with, returns the text escaped in a paragraph rather than unsanitised
+ * HTML (DOMPurify itself would pass input through unchanged there).
  */
-export function renderMarkdown(text: string): string {
+export function renderMarkdown(text: string, marks: readonly Mark[] = []): string {
   const purify = getPurifier();
   if (purify === null) return `<p>${escapeHtml(text)}</p>`;
   let html: string;
   try {
-    html = marked.parse(text, { async: false });
+    const { source, kept } = insertMarks(text, marks);
+    html = replaceMarks(marked.parse(source, { async: false }), kept);
   } catch {
     html = `<p>${escapeHtml(text)}</p>`;
   }

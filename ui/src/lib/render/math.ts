@@ -6,6 +6,7 @@
 import katex from 'katex';
 import type { TokenizerAndRendererExtension, Tokens } from 'marked';
 import { escapeHtml } from './escape';
+import { stripMarks } from './marks';
 
 interface MathToken extends Tokens.Generic {
   type: 'blockMath' | 'inlineMath';
@@ -16,6 +17,7 @@ interface MathToken extends Tokens.Generic {
 }
 
 export function renderTex(tex: string, display: boolean): string {
+  tex = stripMarks(tex);
   try {
     return katex.renderToString(tex, {
       displayMode: display,
@@ -34,7 +36,7 @@ export function renderTex(tex: string, display: boolean): string {
 }
 
 function renderPending(tex: string, display: boolean): string {
-  const body = escapeHtml(tex);
+  const body = escapeHtml(stripMarks(tex));
   return display ? `<pre class="math-pending"><code>${body}</code></pre>\n` : `<code class="math-pending">${body}</code>`;
 }
 
