@@ -38,6 +38,11 @@ describe('parseGrounding: boxes', () => {
     ],
     ['objects side by side, not in a list', '{"bbox_2d":[1,2,3,4]}, {"bbox_2d":[5,6,7,8]}', [[1, 2, 3, 4, undefined], [5, 6, 7, 8, undefined]]],
     ['nested under another key', '{"objects": [{"bbox_2d": [1, 2, 3, 4], "label": "n"}]}', [[1, 2, 3, 4, 'n']]],
+    [
+      'a box inside a box',
+      '{"bbox_2d": [0, 0, 500, 500], "label": "car", "parts": [{"bbox_2d": [10, 10, 50, 50], "label": "wheel"}]}',
+      [[0, 0, 500, 500, 'car'], [10, 10, 50, 50, 'wheel']],
+    ],
     ['float coordinates kept', '{"bbox_2d": [1.5, 2.25, 3, 4]}', [[1.5, 2.25, 3, 4, undefined]]],
     ['small overshoot is clamped', '{"bbox_2d": [-3, 0, 1004, 1000]}', [[0, 0, 1000, 1000, undefined]]],
     [
@@ -154,6 +159,7 @@ describe('parseGrounding: streaming', () => {
     COOKBOOK_BOXES,
     'Sure.\n```json\n[\n  {"point_2d": [925, 618], "label": "point_1"},\n  {"point_2d": [12, 7], "label": "p2"}\n]\n```\nDone.',
     '<h1 data-bbox="62 71 931 103">A</h1><!-- Table (70, 640, 930, 900) -->',
+    '{"bbox_2d": [0, 0, 500, 500], "label": "car", "parts": [{"bbox_2d": [10, 10, 50, 50], "label": "wheel"}]}',
     '[{"label": "a", "bbox_2d": [10, 20, 30, 40], "text_content": "x,y}"}, {"bbox_2d": [1, 2, 3, 4000]}]',
   ];
 

@@ -73,16 +73,13 @@ function fromObject(obj: { [key: string]: JsonValue }, span: Span, out: Groundin
 }
 
 function scanJson(text: string, out: Grounding): void {
-  let i = text.indexOf('{');
-  while (i !== -1) {
+  // Every '{' is a candidate, also inside an object already read: boxes may sit inside other
+  // objects (`{"objects": [{"bbox_2d": …}]}`, a list whose later items are still streaming, a box
+  // with `parts`). Skipping past a box would make its inner boxes vanish the moment it completes.
+  for (let i = text.indexOf('{'); i !== -1; i = text.indexOf('{', i + 1)) {
     const read = readValue(text, i);
     if (read.kind === 'value' && isGroundingObject(read.value)) {
       fromObject(read.value, { start: i, end: read.end }, out);
-      i = text.indexOf('{', read.end);
-    } else {
-      // Not grounding, broken, or unfinished: boxes may still sit inside it
-      // (`{"objects": [{"bbox_2d": …}]}`, or a list whose later items are still streaming).
-      i = text.indexOf('{', i + 1);
     }
   }
 }
