@@ -19,6 +19,8 @@ describe('findTimestamps: single times', () => {
     ['mm:ss.ff', 'Starts 00:23.00, peaks 01:05.50.', [['00:23.00', 23], ['01:05.50', 65.5]]],
     ['long m:ss', 'At 125:30 in the lecture.', [['125:30', 7530]]],
     ['json time', '[{"time": 1.0, "bbox_2d": [1, 2, 3, 4], "label": ""}, {"time": 2.5}]', [['"time": 1.0', 1], ['"time": 2.5', 2.5]]],
+    ['minutes', 'At 2 minutes and after 1.5 min.', [['2 minutes', 120], ['1.5 min', 90]]],
+    ['minutes and seconds', 'At 1m30s, 1 min 5 s and 2 minutes and 10.5 seconds.', [['1m30s', 90], ['1 min 5 s', 65], ['2 minutes and 10.5 seconds', 130.5]]],
     ['json start_time', '{"start_time": 3, "end_time": 5.5}', [['"start_time": 3', 3], ['"end_time": 5.5', 5.5]]],
   ];
   it.each(table)('%s', (_name, text, expected) => {
@@ -53,6 +55,8 @@ describe('findTimestamps: not timestamps', () => {
     ['decades', 'A 1990s car and a car from the \'90s.'],
     ['seconds out of range', 'Score 12:75.'],
     ['hyphenated adjective', 'A 10-second clip.'],
+    ['metres', 'The wall is 3m tall and 2 m wide.'],
+    ['minutes with seconds over 59', 'At 1m75s.'],
   ])('%s', (_name, text) => {
     expect(found(text)).toStrictEqual([]);
   });
@@ -76,6 +80,7 @@ describe('findTimestamps: streaming', () => {
     'The ball appears at <2.4 seconds> and bounces from 3.0 to 5.5 seconds.',
     'Events: 00:23.00 - 00:48.00 a man walks; 1:02 to 1:02:30 he sits. At 12.5s, 3s–5s and 00:12.',
     'between 2 seconds and 4 seconds, then at 7 sec, then 1:02:03.',
+    'At 1 min 30 s and 2 minutes and 5 seconds, later 3 minutes; 1m5s.',
     '[{"time": 1.0, "bbox_2d": [1, 2, 3, 4]}, {"time": 12.5}]',
   ];
 
@@ -97,6 +102,7 @@ describe('findTimestamps: streaming', () => {
     ['a clock that may grow hours', 'at 1:02', 'at 1:02:03'],
     ['a time that may become a range', 'from 3.0s to 5', 'from 3.0s to 5.5s'],
     ['a unit still arriving', 'at 5 s', 'at 5 seconds'],
+    ['minutes that may get seconds', 'at 1 min 3', 'at 1 min 30 s'],
   ])('holds back %s', (_name, partial, full) => {
     expect(findTimestamps(partial, 'streaming')).toStrictEqual([]);
     expect(findTimestamps(partial, 'complete')).not.toStrictEqual([]);

@@ -3,14 +3,16 @@
 //   `12.5 seconds`, `00:12`, `1:02:03`, `mm:ss.ff` (`00:23.00`, the cookbook's temporal format),
 //   ranges `from 3.0 to 5.5 seconds`, `3.0–5.5s`, `3s - 5s`, `between 3 and 5 seconds`,
 //   `00:23.00 - 00:48.00`, and JSON `"time": 1.0` (spatio-temporal grounding; also `timestamp`,
-//   `start_time`, `end_time`).
+//   `start_time`, `end_time`), minutes (`2 minutes`, `1.5 min`) and minutes with seconds (`1m30s`,
+//   `1 min 30 s`, `2 minutes and 5 seconds`).
 // Not recognised, on purpose: numbers without a unit, version numbers (`1.2.3`), ratios whose second
-// part is not two digits (`16:9`), decades (`1990s`, `'90s`), minutes (`2 minutes`). Known false
-// positive: a two-digit ratio or a clock time such as `1:10` or `3:00` reads as a time.
+// part is not two digits (`16:9`), decades (`1990s`, `'90s`), a bare `m` (metres) without seconds.
+// Known false positive: a two-digit ratio or a clock time such as `1:10` or `3:00` reads as a time.
 import type { Span, Timestamp } from './types';
 
 const NUM = String.raw`\d+(?:\.\d+)?`;
 const UNIT = String.raw`(?:seconds?|secs?|s)(?![A-Za-z])`;
+const MINUTES = String.raw`(?:minutes?|mins?)(?![A-Za-z])`;
 // h:mm:ss or m:ss / mm:ss / mmm:ss, each with an optional fraction (`.ff`).
 const CLOCK = String.raw`(?:\d{1,2}:\d{2}:\d{2}|\d{1,3}:\d{2})(?:\.\d{1,3})?`;
 const SEP = String.raw`\s*(?:[-–—~]|\bto\b|\buntil\b)\s*`;
@@ -18,12 +20,13 @@ const SEP = String.raw`\s*(?:[-–—~]|\bto\b|\buntil\b)\s*`;
 const LEFT = String.raw`(?<![\w.:'’])`;
 const CLOCK_END = String.raw`(?![\d:]|\.\d)`;
 
-type Kind = 'tag' | 'clockRange' | 'secondsRange' | 'json' | 'clock' | 'seconds';
+type Kind = 'tag' | 'minutesSeconds' | 'clockRange' | 'secondsRange' | 'json' | 'clock' | 'minutes' | 'seconds';
 
 // Tried in this order; a later pattern never claims text an earlier one matched, so
 // `from 3 to 5 seconds` is one range rather than a range plus a stray `5 seconds`.
 const PATTERNS: [Kind, RegExp][] = [
   ['tag', new RegExp(String.raw`<\s*(${NUM})\s*seconds?\s*>`, 'gi')],
+  ['minutesSeconds', new RegExp(String.raw`${LEFT}(\d+)\s*(?:${MINUTES}|m)\s*(?:and\s+)?(${NUM})\s*${UNIT}`, 'gi')],
   ['clockRange', new RegExp(String.raw`${LEFT}(?:from\s+)?(${CLOCK})${SEP}(${CLOCK})${CLOCK_END}`, 'gi')],
   ['clockRange', new RegExp(String.raw`${LEFT}between\s+(${CLOCK})\s+and\s+(${CLOCK})${CLOCK_END}`, 'gi')],
   ['secondsRange', new RegExp(String.raw`${LEFT}(?:from\s+)?(${NUM})(?:\s*${UNIT})?${SEP}(${NUM})\s*${UNIT}`, 'gi')],
@@ -31,6 +34,7 @@ const PATTERNS: [Kind, RegExp][] = [
   // The delimiter after the number proves it is complete (stream safety without the hold-back).
   ['json', new RegExp(String.raw`["'](?:time|timestamp|start_time|end_time)["']\s*:\s*(${NUM})(?=\s*[,}\]])`, 'gi')],
   ['clock', new RegExp(String.raw`${LEFT}(${CLOCK})${CLOCK_END}`, 'gi')],
+  ['minutes', new RegExp(String.raw`${LEFT}(${NUM})\s*${MINUTES}`, 'gi')],
   ['seconds', new RegExp(String.raw`${LEFT}(${NUM})(\s*)(${UNIT})`, 'gi')],
 ];
 
@@ -53,6 +57,10 @@ function interpret(kind: Kind, m: RegExpMatchArray): { start: number; end?: numb
     case 'tag':
     case 'json':
       return { start: Number(m[1]) };
+    case 'minutesSeconds':
+      return Number(m[2]) < 60 ? { start: Number(m[1]) * 60 + Number(m[2]) } : undefined;
+    case 'minutes':
+      return { start: Number(m[1]) * 60 };
     case 'seconds':
       return isDecade(m[1], m[2], m[3]) ? undefined : { start: Number(m[1]) };
     case 'clock': {
@@ -70,9 +78,10 @@ function interpret(kind: Kind, m: RegExpMatchArray): { start: number; end?: numb
 }
 
 // While streaming, a match followed only by this may still grow: `00:12` → `00:12.50`, `1:02` →
-// `1:02:03`, `3.0s` → `3.0s – 5.5s`, `3 seconds` → `3 seconds and 5 seconds`, or `5 s` → `5 sec…`.
+// `1:02:03`, `3.0s` → `3.0s – 5.5s`, `3 seconds` → `3 seconds and 5 seconds`, `1 min` → `1 min 30 s`,
+// or `5 s` → `5 sec…`.
 const MAY_GROW =
-  /^(?:\.\d*|:\d*)?\s*(?:(?:[-–—~]|t|to|u|un|unt|unti|until|a|an|and)\s*(?:[\d:.]+\s*(?:s|se|sec|seco|secon|second|seconds)?)?)?$/i;
+  /^(?:\.\d*|:\d*)?\s*(?:(?:[-–—~]|t|to|u|un|unt|unti|until|a|an|and)?\s*(?:[\d:.]+\s*(?:s|se|sec|seco|secon|second|seconds)?)?)?$/i;
 
 export type AnswerState = 'streaming' | 'complete';
 
