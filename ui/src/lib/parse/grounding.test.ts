@@ -147,6 +147,17 @@ describe('parseGrounding: document parsing forms', () => {
     expect(g.boxes.every((b) => b.source === 'comment')).toBe(true);
   });
 
+  // The comment pattern once backtracked quadratically on spaces (0.5 s for this input).
+  it('stays fast on a comment opener followed by many spaces', () => {
+    const t0 = performance.now();
+    parseGrounding(`<!-- a${' '.repeat(20_000)}x`);
+    expect(performance.now() - t0).toBeLessThan(200);
+  });
+
+  it('reads a multi-word comment label', () => {
+    expect(boxes(parseGrounding('<!-- Chemical Formula (1, 2, 3, 4) -->'))).toStrictEqual([[1, 2, 3, 4, 'Chemical Formula']]);
+  });
+
   it('rejects a data-bbox with words in it', () => {
     const g = parseGrounding('<p data-bbox="1 2 three 4">x</p>');
     expect(g.boxes).toStrictEqual([]);

@@ -89,7 +89,7 @@ const NUM = String.raw`-?\d+(?:\.\d+)?`;
 const HTML_TAG = /<([A-Za-z][\w-]*)\b([^<>]*?)\sdata-bbox\s*=\s*(["'])([^"'<>]*)\3([^<>]*)>/g;
 const CLASS_ATTR = /\bclass\s*=\s*(["'])([^"']*)\1/;
 const COMMENT = new RegExp(
-  String.raw`<!--\s*([A-Za-z][\w ]*?)\s*\(\s*(${NUM})\s*,\s*(${NUM})\s*,\s*(${NUM})\s*,\s*(${NUM})\s*\)\s*-->`,
+  String.raw`<!--\s*([A-Za-z]\w*(?: \w+)*)\s*\(\s*(${NUM})\s*,\s*(${NUM})\s*,\s*(${NUM})\s*,\s*(${NUM})\s*\)\s*-->`,
   'g',
 );
 

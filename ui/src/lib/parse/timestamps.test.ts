@@ -114,3 +114,12 @@ describe('findTimestamps: streaming', () => {
     expect(findTimestamps('at 00:12 the', 'streaming').map((t) => t.start)).toStrictEqual([12]);
   });
 });
+
+describe('findTimestamps: cost', () => {
+  // The hold-back test once backtracked quadratically on a long run of spaces (2.2 s for this input).
+  it('stays fast on a long tail of spaces', () => {
+    const t0 = performance.now();
+    findTimestamps(`1 min${' '.repeat(20_000)}x`, 'streaming');
+    expect(performance.now() - t0).toBeLessThan(300);
+  });
+});

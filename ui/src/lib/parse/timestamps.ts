@@ -80,8 +80,11 @@ function interpret(kind: Kind, m: RegExpMatchArray): { start: number; end?: numb
 // While streaming, a match followed only by this may still grow: `00:12` → `00:12.50`, `1:02` →
 // `1:02:03`, `3.0s` → `3.0s – 5.5s`, `3 seconds` → `3 seconds and 5 seconds`, `1 min` → `1 min 30 s`,
 // or `5 s` → `5 sec…`.
+// No two adjacent parts can match the same characters, so the test is linear even on long tails.
 const MAY_GROW =
-  /^(?:\.\d*|:\d*)?\s*(?:(?:[-–—~]|t|to|u|un|unt|unti|until|a|an|and)?\s*(?:[\d:.]+\s*(?:s|se|sec|seco|secon|second|seconds)?)?)?$/i;
+  /^(?:\.\d*|:\d*)?\s*(?:(?:[-–—~]|t|to|u|un|unt|unti|until|a|an|and)\s*)?(?:[\d:.]+\s*(?:s|se|sec|seco|secon|second|seconds)?)?$/i;
+// A tail longer than this holds something that settles the match.
+const MAX_GROWTH = 40;
 
 export type AnswerState = 'streaming' | 'complete';
 
@@ -104,7 +107,8 @@ export function findTimestamps(text: string, state: AnswerState): Timestamp[] {
       if (times === undefined) continue;
       // Claim the text even when held back, so a shorter pattern cannot report part of it meanwhile.
       claimed.push(span);
-      if (state === 'streaming' && MAY_GROW.test(text.slice(span.end))) continue;
+      const tail = text.slice(span.end, span.end + MAX_GROWTH + 1);
+      if (state === 'streaming' && tail.length <= MAX_GROWTH && MAY_GROW.test(tail)) continue;
       found.push({ ...times, span, text: m[0] });
     }
   }

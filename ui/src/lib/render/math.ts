@@ -40,7 +40,12 @@ function renderPending(tex: string, display: boolean): string {
   return display ? `<pre class="math-pending"><code>${body}</code></pre>\n` : `<code class="math-pending">${body}</code>`;
 }
 
-const BLOCK_CLOSED = [/^ {0,3}\$\$([\s\S]+?)\$\$[ \t]*(?:\n+|$)/, /^ {0,3}\\\[([\s\S]+?)\\\][ \t]*(?:\n+|$)/];
+// The body stops at the first closer, so a failed attempt costs at most the distance to it
+// (marked tries block tokenizers at every line).
+const BLOCK_CLOSED = [
+  /^ {0,3}\$\$((?:(?!\$\$)[\s\S])+)\$\$[ \t]*(?:\n+|$)/,
+  /^ {0,3}\\\[((?:(?!\\\])[\s\S])+)\\\][ \t]*(?:\n+|$)/,
+];
 // An opener with no closer anywhere after it: the rest is formula still streaming.
 const BLOCK_OPEN = [/^ {0,3}\$\$((?:(?!\$\$)[\s\S])*)$/, /^ {0,3}\\\[((?:(?!\\\])[\s\S])*)$/];
 
