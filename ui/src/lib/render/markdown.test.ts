@@ -12,7 +12,7 @@ function fragment(html: string): DocumentFragment {
   return t.content;
 }
 
-const FORBIDDEN_ATTRS = ['href', 'src', 'srcdoc', 'action', 'formaction', 'style', 'xlink:href', 'data', 'background', 'poster'];
+const FORBIDDEN_ATTRS = ['form', 'href', 'src', 'srcdoc', 'action', 'formaction', 'style', 'xlink:href', 'data', 'background', 'poster'];
 
 /** Fails unless the HTML can do nothing but display: only allowlisted elements, no handlers, no
  *  URL-carrying attributes, and links only as `data-href` to http(s)/mailto. */

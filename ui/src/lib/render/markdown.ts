@@ -84,7 +84,8 @@ const MATHML_ATTRS = [
   'encoding', 'stretchy', 'fence', 'separator', 'lspace', 'rspace', 'accent', 'accentunder', 'largeop',
   'movablelimits', 'symmetric', 'minsize', 'maxsize', 'width', 'height', 'depth', 'voffset',
   'linethickness', 'notation', 'rowalign', 'columnalign', 'rowspacing', 'columnspacing', 'rowlines',
-  'columnlines', 'frame', 'framespacing', 'equalrows', 'equalcolumns', 'side', 'form',
+  'columnlines', 'frame', 'framespacing', 'equalrows', 'equalcolumns', 'side',
+  // Not MathML's `form` (KaTeX does not emit it): on a <button> it would bind to an app form by id.
 ];
 
 export const ALLOWED_TAGS: readonly string[] = [
@@ -118,7 +119,7 @@ function getPurifier(): Purifier | null {
   // Layer-2 guard for anchors: whatever produced one, it must stay inert and point only where
   // safeLinkUrl allows.
   instance.addHook('afterSanitizeAttributes', (node) => {
-    if (node.nodeName !== 'A') return;
+    if (node.nodeName.toLowerCase() !== 'a') return;
     const el = node as Element;
     el.removeAttribute('href');
     el.setAttribute('rel', 'noopener noreferrer');

