@@ -609,3 +609,15 @@ fn measure_flush_cost() {
         found.len()
     );
 }
+
+/// The app keeps `History` behind a `Mutex` in managed state, moves a `StreamWriter` to the
+/// generation thread, and shares the `AttachmentStore` freely.
+#[test]
+fn thread_bounds_the_app_relies_on() {
+    fn send<T: Send>() {}
+    fn send_sync<T: Send + Sync>() {}
+    send::<History>();
+    send::<StreamWriter>();
+    send_sync::<std::sync::Mutex<History>>();
+    send_sync::<AttachmentStore>();
+}
