@@ -18,6 +18,82 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
+
+    /// The OS refused to start a helper thread (the history's flush thread).
+    #[error("cannot start a background thread: {0}")]
+    Thread(std::io::Error),
+
+    /// The history database refused or failed a read or write.
+    #[error("the chat history database failed: {0}")]
+    Storage(#[from] rusqlite::Error),
+
+    /// A schema upgrade of the history database failed; the database stays at the last
+    /// complete version.
+    #[error("upgrading the chat history to schema {version} ({name}) failed: {source}")]
+    Migration {
+        version: i64,
+        name: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    /// The history database was written by a newer Glimpse; opening it could lose data.
+    #[error(
+        "the chat history was written by a newer version of Glimpse (schema {found}, this version \
+         knows up to {supported}); update Glimpse to open it"
+    )]
+    SchemaTooNew { found: i64, supported: i64 },
+
+    /// A stored JSON column (settings, stats) could not be read or written.
+    #[error("the chat history holds unreadable JSON in {what}: {source}")]
+    StoredJson {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    #[error("conversation {0} does not exist (it may have been deleted)")]
+    ConversationNotFound(i64),
+
+    #[error("message {0} does not exist (it may have been deleted)")]
+    MessageNotFound(i64),
+
+    /// A write that only makes sense while an answer streams reached a finished message.
+    #[error("message {0} is not an answer that is still being written")]
+    MessageNotStreaming(i64),
+
+    /// A message referred to an attachment that was never imported.
+    #[error("attachment {0} is not in the history; import it first")]
+    UnknownAttachment(String),
+
+    /// Reading or writing an attachment (or its thumbnail) on disk failed.
+    #[error("cannot store the attachment at {}: {source}", path.display())]
+    AttachmentIo {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The file is neither an image nor a video Glimpse can read.
+    #[error("{name} cannot be attached: {reason}")]
+    UnsupportedAttachment { name: String, reason: String },
+
+    /// The file claims to be an image but cannot be decoded.
+    #[error("{name} looks like an image but cannot be read: {reason}")]
+    AttachmentDecode { name: String, reason: String },
+
+    /// Decoding the image would need more memory than the attachment store allows.
+    #[error(
+        "{name} is too large to open ({width}×{height} pixels, {needed_mib} MiB decoded; the \
+         limit is {limit_mib} MiB)"
+    )]
+    ImageTooLarge {
+        name: String,
+        width: u32,
+        height: u32,
+        needed_mib: u64,
+        limit_mib: u64,
+    },
 }
 
 impl AppError {
@@ -26,6 +102,19 @@ impl AppError {
         match self {
             Self::NoDataDir(_) => "noDataDir",
             Self::UnreadableFolder { .. } => "unreadableFolder",
+            Self::Thread(_) => "thread",
+            Self::Storage(_) => "storage",
+            Self::Migration { .. } => "migration",
+            Self::SchemaTooNew { .. } => "schemaTooNew",
+            Self::StoredJson { .. } => "storedJson",
+            Self::ConversationNotFound(_) => "conversationNotFound",
+            Self::MessageNotFound(_) => "messageNotFound",
+            Self::MessageNotStreaming(_) => "messageNotStreaming",
+            Self::UnknownAttachment(_) => "unknownAttachment",
+            Self::AttachmentIo { .. } => "attachmentIo",
+            Self::UnsupportedAttachment { .. } => "unsupportedAttachment",
+            Self::AttachmentDecode { .. } => "attachmentDecode",
+            Self::ImageTooLarge { .. } => "imageTooLarge",
         }
     }
 }

@@ -1,7 +1,9 @@
 //! Glimpse's desktop app: the window, the IPC commands, and (later) the engine behind them.
 
+pub mod attachments;
 pub mod commands;
 pub mod error;
+pub mod history;
 pub mod model_search;
 
 /// Starts the app; returns when the last window closes.
