@@ -4,6 +4,7 @@
 //! text decoder; the processor (images, videos, chat template) and generation sit beside it.
 
 pub mod error;
+pub mod generation;
 pub mod qwen3_vl;
 
 pub use error::{Error, Result};

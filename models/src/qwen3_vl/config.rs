@@ -100,7 +100,7 @@ impl TextConfig {
             Some(m) => {
                 m.num_experts > 0
                     && !m.mlp_only_layers.contains(&layer)
-                    && (layer + 1) % m.decoder_sparse_step == 0
+                    && (layer + 1).is_multiple_of(m.decoder_sparse_step)
             }
         }
     }
@@ -180,7 +180,6 @@ mod raw {
 
     #[derive(Debug, Deserialize)]
     pub struct TextConfig {
-        pub model_type: Option<String>,
         pub vocab_size: Option<usize>,
         pub hidden_size: Option<usize>,
         pub intermediate_size: Option<usize>,
@@ -195,7 +194,6 @@ mod raw {
         pub rope_parameters: Option<RopeParams>,
         pub max_position_embeddings: Option<usize>,
         pub attention_bias: Option<bool>,
-        pub tie_word_embeddings: Option<bool>,
         // MoE
         pub num_experts: Option<usize>,
         pub num_local_experts: Option<usize>,
@@ -433,7 +431,7 @@ mod raw {
 
     fn validate(c: &super::Config) -> Result<()> {
         let t = &c.text;
-        if t.num_attention_heads % t.num_key_value_heads != 0 {
+        if !t.num_attention_heads.is_multiple_of(t.num_key_value_heads) {
             return Err(Error::bad_config(
                 "text_config.num_key_value_heads",
                 format!(
@@ -442,7 +440,7 @@ mod raw {
                 ),
             ));
         }
-        if t.head_dim % 2 != 0 {
+        if !t.head_dim.is_multiple_of(2) {
             return Err(Error::bad_config(
                 "text_config.head_dim",
                 "must be even for rotary embeddings",
@@ -460,7 +458,7 @@ mod raw {
             ));
         }
         let v = &c.vision;
-        if v.hidden_size % v.num_heads != 0 || v.head_dim() % 4 != 0 {
+        if !v.hidden_size.is_multiple_of(v.num_heads) || !v.head_dim().is_multiple_of(4) {
             return Err(Error::bad_config(
                 "vision_config.num_heads",
                 format!(
