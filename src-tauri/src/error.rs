@@ -18,6 +18,10 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
+
+    /// A model download failed; the inner error carries its own `kind`.
+    #[error(transparent)]
+    Download(#[from] crate::models::error::DownloadError),
 }
 
 impl AppError {
@@ -26,6 +30,7 @@ impl AppError {
         match self {
             Self::NoDataDir(_) => "noDataDir",
             Self::UnreadableFolder { .. } => "unreadableFolder",
+            Self::Download(e) => e.kind(),
         }
     }
 }
