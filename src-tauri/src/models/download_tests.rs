@@ -420,3 +420,25 @@ fn a_file_changed_since_the_listing_is_refused() {
     assert_eq!(err.kind(), "badResponse");
     assert!(err.to_string().contains("changed on the hub"), "{err}");
 }
+
+#[test]
+fn lfs_redirects_keep_the_range() {
+    let s = Setup::new();
+    s.hub.behave(|b| {
+        b.redirect_lfs = true;
+        b.drop_after.insert(WEIGHTS.into(), 250_000);
+    });
+    let (out, _) = run(&s.downloader(), &CancelToken::new());
+    let DownloadOutcome::Complete { snapshot } = out.unwrap() else {
+        panic!()
+    };
+    assert_snapshot_matches_fixture(&snapshot);
+    let cdn: Vec<_> = s
+        .hub
+        .log()
+        .into_iter()
+        .filter(|l| l.path.starts_with("/cdn/"))
+        .map(|l| l.range)
+        .collect();
+    assert_eq!(cdn, [None, Some("bytes=250000-".to_string())]);
+}

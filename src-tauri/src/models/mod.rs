@@ -6,6 +6,7 @@
 //! synchronous so the Tauri commands run it on a blocking worker and forward
 //! [`download::DownloadEvent`]s to a `Channel`.
 
+pub mod cache;
 pub mod catalog;
 pub mod download;
 pub mod error;

@@ -35,6 +35,8 @@ pub struct Behaviour {
     pub bare_listing: bool,
     /// Announce this sha256 in `X-Linked-Etag` (the file "changed" since the listing).
     pub linked_etag: Option<String>,
+    /// Answer LFS GETs with a 302 to `/cdn/<sha256>`, as the Hub sends them to its CDN.
+    pub redirect_lfs: bool,
 }
 
 struct HubFile {
@@ -192,12 +194,25 @@ fn handle(mut conn: TcpStream, state: &Mutex<State>) {
         return respond(&mut conn, 200, &[], body.to_string().as_bytes(), None);
     }
     let prefix = format!("/{}/resolve/{COMMIT}/", st.repo);
-    let Some(name) = path.strip_prefix(&prefix) else {
+    let from_cdn = path.strip_prefix("/cdn/").and_then(|sha| {
+        let f = st.files.iter().find(|f| sha256_hex(&f.bytes) == sha)?;
+        Some(f.name.clone())
+    });
+    let Some(name) = path
+        .strip_prefix(&prefix)
+        .map(str::to_owned)
+        .or(from_cdn.clone())
+    else {
         return respond(&mut conn, 404, &[], b"not found", None);
     };
+    let name = name.as_str();
     let Some(file) = st.files.iter().find(|f| f.name == name) else {
         return respond(&mut conn, 404, &[], b"no such file", None);
     };
+    if st.behaviour.redirect_lfs && file.lfs && from_cdn.is_none() && method == "GET" {
+        let location = format!("/cdn/{}", sha256_hex(&file.bytes));
+        return respond(&mut conn, 302, &[("Location".into(), location)], b"", None);
+    }
     let sha = sha256_hex(&file.bytes);
     let mut bytes = file.bytes.clone();
     if st.behaviour.corrupt.contains(name) {
@@ -213,7 +228,7 @@ fn handle(mut conn: TcpStream, state: &Mutex<State>) {
         ("X-Repo-Commit".to_string(), COMMIT.to_string()),
         ("Accept-Ranges".to_string(), "bytes".to_string()),
     ];
-    if file.lfs {
+    if file.lfs && from_cdn.is_none() {
         let linked = st.behaviour.linked_etag.clone().unwrap_or(sha.clone());
         hdrs.push(("X-Linked-Etag".into(), format!("\"{linked}\"")));
         hdrs.push(("X-Linked-Size".into(), bytes.len().to_string()));
@@ -264,6 +279,7 @@ fn respond(
     let reason = match status {
         200 => "OK",
         206 => "Partial Content",
+        302 => "Found",
         401 => "Unauthorized",
         404 => "Not Found",
         416 => "Range Not Satisfiable",
