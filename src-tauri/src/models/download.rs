@@ -205,6 +205,13 @@ impl Downloader {
                 },
                 _ => self.head_file(repo, &listing.sha, s.rfilename)?,
             };
+            // The blob name comes from the server and becomes a path: keep it to one plain segment.
+            if !is_plain_segment(&file.etag) {
+                return Err(DownloadError::BadResponse {
+                    url,
+                    detail: format!("{} has an unusable ETag {:?}", file.name, file.etag),
+                });
+            }
             files.push(file);
         }
         for required in ["config.json", "tokenizer.json"] {
@@ -334,7 +341,9 @@ impl Downloader {
                 file: f.name.clone(),
             });
         }
-        if plan.revision != plan.commit {
+        // A branch name is written under refs/; one that could climb out of it is not recorded.
+        let safe_ref = plan.revision.split('/').all(is_plain_segment);
+        if plan.revision != plan.commit && safe_ref {
             let refs = repo_dir.join("refs");
             let path = refs.join(&plan.revision);
             if let Some(parent) = path.parent() {
@@ -521,6 +530,15 @@ impl Downloader {
             }),
         }
     }
+}
+
+/// One path segment: ASCII letters, digits, `-`, `_`, `.`, and not `.`/`..`.
+fn is_plain_segment(s: &str) -> bool {
+    !s.is_empty()
+        && s != "."
+        && s != ".."
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
 enum Fetched {

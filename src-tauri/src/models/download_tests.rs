@@ -442,3 +442,12 @@ fn lfs_redirects_keep_the_range() {
         .collect();
     assert_eq!(cdn, [None, Some("bytes=250000-".to_string())]);
 }
+
+#[test]
+fn server_supplied_names_cannot_leave_the_cache() {
+    assert!(is_plain_segment("0123abcdef"));
+    assert!(is_plain_segment("main"));
+    for bad in ["", ".", "..", "a/b", "../x", "a\\b", "x y"] {
+        assert!(!is_plain_segment(bad), "{bad:?}");
+    }
+}
