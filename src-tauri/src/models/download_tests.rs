@@ -451,3 +451,25 @@ fn server_supplied_names_cannot_leave_the_cache() {
         assert!(!is_plain_segment(bad), "{bad:?}");
     }
 }
+
+/// A real ENOSPC from the kernel: the weights' `.incomplete` file is a link to `/dev/full`.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_disk_that_fills_up_mid_transfer_gives_a_clear_error_and_no_blob() {
+    let s = Setup::new();
+    let d = s.downloader();
+    let plan = d.plan(REPO, "main").unwrap();
+    let weights = plan.files.iter().find(|f| f.name == WEIGHTS).unwrap();
+    std::fs::create_dir_all(s.blobs()).unwrap();
+    let part = s.blobs().join(format!("{}.incomplete", weights.etag));
+    std::os::unix::fs::symlink("/dev/full", &part).unwrap();
+
+    let err = d
+        .download_plan(&plan, &CancelToken::new(), &mut |_| {})
+        .unwrap_err();
+    assert_eq!(err.kind(), "diskFull", "{err}");
+    assert!(err.to_string().contains("disk filled up"), "{err}");
+    assert!(!s.blobs().join(&weights.etag).exists(), "no final blob");
+    let snapshot = s.config(None).repo_dir(REPO).join("snapshots").join(COMMIT);
+    assert!(!snapshot.join(WEIGHTS).exists());
+}
