@@ -94,6 +94,9 @@ pub enum AppError {
         needed_mib: u64,
         limit_mib: u64,
     },
+    /// A model download failed; the inner error carries its own `kind`.
+    #[error(transparent)]
+    Download(#[from] crate::models::error::DownloadError),
 }
 
 impl AppError {
@@ -115,6 +118,7 @@ impl AppError {
             Self::UnsupportedAttachment { .. } => "unsupportedAttachment",
             Self::AttachmentDecode { .. } => "attachmentDecode",
             Self::ImageTooLarge { .. } => "imageTooLarge",
+            Self::Download(e) => e.kind(),
         }
     }
 }

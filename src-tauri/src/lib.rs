@@ -5,6 +5,7 @@ pub mod commands;
 pub mod error;
 pub mod history;
 pub mod model_search;
+pub mod models;
 
 /// Starts the app; returns when the last window closes.
 pub fn run() {
