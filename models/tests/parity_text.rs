@@ -362,6 +362,20 @@ fn splice_mismatches_are_errors() {
         .unwrap_err();
     assert!(matches!(err, Error::TokenCountMismatch { .. }), "{err}");
 
+    // An empty prompt, and nothing to decode.
+    let mut prompt = inputs.prompt(&rope);
+    prompt.input_ids = &[];
+    prompt.positions = [&[], &[], &[]];
+    prompt.images = None;
+    let err = m
+        .prefill(&prompt, LogitsFor::Last, &mut NoProbe)
+        .unwrap_err();
+    assert!(matches!(err, Error::BadInput { .. }), "{err}");
+    assert!(matches!(
+        m.decode(&[], &mut NoProbe).unwrap_err(),
+        Error::BadInput { .. }
+    ));
+
     // A token id outside the vocabulary.
     let err = m
         .decode(&[cfg.text.vocab_size as u32], &mut NoProbe)
