@@ -127,6 +127,12 @@ impl Qwen3VLModel {
         self.clear_cache();
         let ids = prompt.input_ids;
         let l = ids.len();
+        if l == 0 {
+            return Err(Error::BadInput {
+                what: "input_ids".into(),
+                reason: "a prompt needs at least one token".into(),
+            });
+        }
         for (row, name) in prompt.positions.iter().zip(["T", "H", "W"]) {
             if row.len() != l {
                 return Err(Error::TokenCountMismatch {
@@ -213,10 +219,9 @@ impl Qwen3VLModel {
     /// rows, §5.2) and returns f32 logits `[tokens.len(), vocab]`.
     pub fn decode(&mut self, tokens: &[u32], probe: &mut dyn Probe) -> Result<Tensor> {
         if tokens.is_empty() {
-            return Err(Error::TokenCountMismatch {
+            return Err(Error::BadInput {
                 what: "tokens to decode".into(),
-                expected: 1,
-                got: 0,
+                reason: "need at least one token".into(),
             });
         }
         let start = self.cache_len() as i64 + self.rope_delta;

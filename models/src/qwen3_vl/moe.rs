@@ -143,7 +143,12 @@ pub struct Experts {
 
 impl Experts {
     fn new(cfg: &Config, layout: &mut Option<ExpertLayout>, vb: VarBuilder) -> Result<Self> {
-        let moe = cfg.text.moe.as_ref().expect("MoE layer of a MoE config");
+        let moe = cfg.text.moe.as_ref().ok_or_else(|| {
+            Error::bad_config(
+                "text_config.num_experts",
+                "MoE layer in a model without experts",
+            )
+        })?;
         let (e, d, i) = (
             moe.num_experts,
             cfg.text.hidden_size,
