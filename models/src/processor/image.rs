@@ -60,7 +60,8 @@ pub fn load_image(path: &Path, alpha: AlphaMode, limits: DecodeLimits) -> Result
         },
         _ => decode_error(path, e),
     })?;
-    decode_reader(path, reader, alpha, limits)
+    let jpeg_bytes = || std::fs::read(path).map_err(|e| decode_error(path, e));
+    decode_reader(path, reader, alpha, limits, jpeg_bytes)
 }
 
 /// Decode an in-memory image file; `name` is only used in error messages.
@@ -71,7 +72,7 @@ pub fn load_image_from_bytes(
     limits: DecodeLimits,
 ) -> Result<RgbImage> {
     let reader = ImageReader::new(std::io::Cursor::new(bytes));
-    decode_reader(name, reader, alpha, limits)
+    decode_reader(name, reader, alpha, limits, || Ok(bytes.to_vec()))
 }
 
 fn decode_reader<R: BufRead + Seek>(
@@ -79,11 +80,13 @@ fn decode_reader<R: BufRead + Seek>(
     reader: ImageReader<R>,
     alpha: AlphaMode,
     limits: DecodeLimits,
+    jpeg_bytes: impl FnOnce() -> Result<Vec<u8>>,
 ) -> Result<RgbImage> {
     let reader = reader
         .with_guessed_format()
         .map_err(|e| decode_error(path, e))?;
-    if reader.format().is_none() {
+    let format = reader.format();
+    if format.is_none() {
         return Err(decode_error(
             path,
             "not an image format Glimpse can read (PNG, JPEG, WebP, GIF, BMP, TIFF)",
@@ -106,9 +109,24 @@ fn decode_reader<R: BufRead + Seek>(
     let mut lim = Limits::default();
     lim.max_alloc = Some(limits.max_alloc);
     decoder.set_limits(lim).map_err(|e| decode_error(path, e))?;
-    // 2. Decode and turn upright (transformers applies `exif_transpose`).
+    // 2. Decode and turn upright (transformers applies `exif_transpose`). JPEG pixels come from
+    //    libjpeg-turbo's decoder, as in PIL (see jpeg.rs).
     let orientation = decoder.orientation().map_err(|e| decode_error(path, e))?;
-    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| decode_error(path, e))?;
+    let mut img = if format == Some(image::ImageFormat::Jpeg) {
+        drop(decoder);
+        let bytes = jpeg_bytes()?;
+        match super::jpeg::decode_rgb(&bytes).map_err(|e| decode_error(path, e))? {
+            Some(rgb) => DynamicImage::ImageRgb8(
+                image::RgbImage::from_raw(rgb.width as u32, rgb.height as u32, rgb.data)
+                    .expect("libjpeg buffer has width·height·3 bytes"),
+            ),
+            // CMYK/YCCK: back to the image crate's decoder.
+            None => image::load_from_memory_with_format(&bytes, image::ImageFormat::Jpeg)
+                .map_err(|e| decode_error(path, e))?,
+        }
+    } else {
+        DynamicImage::from_decoder(decoder).map_err(|e| decode_error(path, e))?
+    };
     img.apply_orientation(orientation);
     // 3. RGB8.
     Ok(to_rgb(img, alpha))
@@ -169,7 +187,10 @@ pub struct ImageBatch {
 
 impl ImageBatch {
     pub fn rows(&self) -> usize {
-        self.pixel_values.len().checked_div(self.row_len).unwrap_or(0)
+        self.pixel_values
+            .len()
+            .checked_div(self.row_len)
+            .unwrap_or(0)
     }
 }
 
