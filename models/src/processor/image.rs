@@ -148,6 +148,24 @@ fn over_white(c: u8, a: u8) -> u8 {
 /// Convert any decoded image to interleaved 8-bit RGB.
 pub fn to_rgb(img: DynamicImage, alpha: AlphaMode) -> RgbImage {
     let (w, h) = (img.width() as usize, img.height() as usize);
+    // 16-bit sources follow PIL, whose output transformers sees: its PNG reader keeps the high
+    // byte of 16-bit RGB(A) and LA, and opens 16-bit gray as "I;16", whose RGB conversion clamps
+    // values above 255 to 255 (it does not scale).
+    let img = match img {
+        DynamicImage::ImageRgb16(buf) => DynamicImage::ImageRgb8(high_bytes(buf)),
+        DynamicImage::ImageRgba16(buf) => DynamicImage::ImageRgba8(high_bytes(buf)),
+        DynamicImage::ImageLumaA16(buf) => DynamicImage::ImageLumaA8(high_bytes(buf)),
+        DynamicImage::ImageLuma16(buf) => {
+            let (w, h) = buf.dimensions();
+            let raw = buf
+                .into_raw()
+                .into_iter()
+                .map(|v| v.min(255) as u8)
+                .collect();
+            DynamicImage::ImageLuma8(image::GrayImage::from_raw(w, h, raw).expect("same size"))
+        }
+        img => img,
+    };
     let data = match img {
         DynamicImage::ImageRgb8(buf) => buf.into_raw(),
         img if img.color().has_alpha() => {
@@ -170,6 +188,30 @@ pub fn to_rgb(img: DynamicImage, alpha: AlphaMode) -> RgbImage {
         height: h,
         data,
     }
+}
+
+/// The high byte of each 16-bit sample.
+fn high_bytes<P>(buf: image::ImageBuffer<P, Vec<u16>>) -> image::ImageBuffer<P::Map8, Vec<u8>>
+where
+    P: image::Pixel<Subpixel = u16> + Map8,
+{
+    let (w, h) = buf.dimensions();
+    let raw = buf.into_raw().into_iter().map(|v| (v >> 8) as u8).collect();
+    image::ImageBuffer::from_raw(w, h, raw).expect("same size")
+}
+
+/// The 8-bit pixel type of a 16-bit one.
+trait Map8 {
+    type Map8: image::Pixel<Subpixel = u8>;
+}
+impl Map8 for image::Rgb<u16> {
+    type Map8 = image::Rgb<u8>;
+}
+impl Map8 for image::Rgba<u16> {
+    type Map8 = image::Rgba<u8>;
+}
+impl Map8 for image::LumaA<u16> {
+    type Map8 = image::LumaA<u8>;
 }
 
 /// The processed images of one prompt, in order.
