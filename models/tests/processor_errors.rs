@@ -209,3 +209,30 @@ fn template_falls_back_to_tokenizer_config() {
         b.render(&msgs, &opts).unwrap()
     );
 }
+
+#[test]
+fn truncated_and_corrupt_jpeg() {
+    let full = std::fs::read(fixtures().join("media/photo_160x120.jpg")).unwrap();
+    let d = scratch("jpeg");
+    let cut = d.join("cut.jpg");
+    std::fs::write(&cut, &full[..full.len() / 2]).unwrap();
+    let err = load(&cut).unwrap_err();
+    assert!(matches!(err, Error::ImageDecode { .. }), "{err}");
+    assert!(err.to_string().contains("truncated"), "{err}");
+    // Header intact, entropy-coded data replaced by garbage after the first few hundred bytes.
+    let mut bad = full.clone();
+    let n = bad.len();
+    for (i, b) in bad[n / 3..n - 2].iter_mut().enumerate() {
+        *b = (i * 131 % 256) as u8;
+    }
+    let garbage = d.join("garbage.jpg");
+    std::fs::write(&garbage, &bad).unwrap();
+    // libjpeg may or may not recover from garbage; either way no panic, and an error is named.
+    if let Err(e) = load(&garbage) {
+        assert!(matches!(e, Error::ImageDecode { .. }), "{e}");
+    }
+    // A JPEG signature and nothing else.
+    let stub = d.join("stub.jpg");
+    std::fs::write(&stub, b"\xff\xd8\xff").unwrap();
+    assert!(matches!(load(&stub), Err(Error::ImageDecode { .. })));
+}

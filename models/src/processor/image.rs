@@ -60,7 +60,8 @@ pub fn load_image(path: &Path, alpha: AlphaMode, limits: DecodeLimits) -> Result
         },
         _ => decode_error(path, e),
     })?;
-    decode_reader(path, reader, alpha, limits)
+    let jpeg_bytes = || std::fs::read(path).map_err(|e| decode_error(path, e));
+    decode_reader(path, reader, alpha, limits, jpeg_bytes)
 }
 
 /// Decode an in-memory image file; `name` is only used in error messages.
@@ -71,7 +72,7 @@ pub fn load_image_from_bytes(
     limits: DecodeLimits,
 ) -> Result<RgbImage> {
     let reader = ImageReader::new(std::io::Cursor::new(bytes));
-    decode_reader(name, reader, alpha, limits)
+    decode_reader(name, reader, alpha, limits, || Ok(bytes.to_vec()))
 }
 
 fn decode_reader<R: BufRead + Seek>(
@@ -79,11 +80,13 @@ fn decode_reader<R: BufRead + Seek>(
     reader: ImageReader<R>,
     alpha: AlphaMode,
     limits: DecodeLimits,
+    jpeg_bytes: impl FnOnce() -> Result<Vec<u8>>,
 ) -> Result<RgbImage> {
     let reader = reader
         .with_guessed_format()
         .map_err(|e| decode_error(path, e))?;
-    if reader.format().is_none() {
+    let format = reader.format();
+    if format.is_none() {
         return Err(decode_error(
             path,
             "not an image format Glimpse can read (PNG, JPEG, WebP, GIF, BMP, TIFF)",
@@ -106,9 +109,24 @@ fn decode_reader<R: BufRead + Seek>(
     let mut lim = Limits::default();
     lim.max_alloc = Some(limits.max_alloc);
     decoder.set_limits(lim).map_err(|e| decode_error(path, e))?;
-    // 2. Decode and turn upright (transformers applies `exif_transpose`).
+    // 2. Decode and turn upright (transformers applies `exif_transpose`). JPEG pixels come from
+    //    libjpeg-turbo's decoder, as in PIL (see jpeg.rs).
     let orientation = decoder.orientation().map_err(|e| decode_error(path, e))?;
-    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| decode_error(path, e))?;
+    let mut img = if format == Some(image::ImageFormat::Jpeg) {
+        drop(decoder);
+        let bytes = jpeg_bytes()?;
+        match super::jpeg::decode_rgb(&bytes).map_err(|e| decode_error(path, e))? {
+            Some(rgb) => DynamicImage::ImageRgb8(
+                image::RgbImage::from_raw(rgb.width as u32, rgb.height as u32, rgb.data)
+                    .expect("libjpeg buffer has width·height·3 bytes"),
+            ),
+            // CMYK/YCCK: back to the image crate's decoder.
+            None => image::load_from_memory_with_format(&bytes, image::ImageFormat::Jpeg)
+                .map_err(|e| decode_error(path, e))?,
+        }
+    } else {
+        DynamicImage::from_decoder(decoder).map_err(|e| decode_error(path, e))?
+    };
     img.apply_orientation(orientation);
     // 3. RGB8.
     Ok(to_rgb(img, alpha))
@@ -130,6 +148,24 @@ fn over_white(c: u8, a: u8) -> u8 {
 /// Convert any decoded image to interleaved 8-bit RGB.
 pub fn to_rgb(img: DynamicImage, alpha: AlphaMode) -> RgbImage {
     let (w, h) = (img.width() as usize, img.height() as usize);
+    // 16-bit sources follow PIL, whose output transformers sees: its PNG reader keeps the high
+    // byte of 16-bit RGB(A) and LA, and opens 16-bit gray as "I;16", whose RGB conversion clamps
+    // values above 255 to 255 (it does not scale).
+    let img = match img {
+        DynamicImage::ImageRgb16(buf) => DynamicImage::ImageRgb8(high_bytes(buf)),
+        DynamicImage::ImageRgba16(buf) => DynamicImage::ImageRgba8(high_bytes(buf)),
+        DynamicImage::ImageLumaA16(buf) => DynamicImage::ImageLumaA8(high_bytes(buf)),
+        DynamicImage::ImageLuma16(buf) => {
+            let (w, h) = buf.dimensions();
+            let raw = buf
+                .into_raw()
+                .into_iter()
+                .map(|v| v.min(255) as u8)
+                .collect();
+            DynamicImage::ImageLuma8(image::GrayImage::from_raw(w, h, raw).expect("same size"))
+        }
+        img => img,
+    };
     let data = match img {
         DynamicImage::ImageRgb8(buf) => buf.into_raw(),
         img if img.color().has_alpha() => {
@@ -152,6 +188,30 @@ pub fn to_rgb(img: DynamicImage, alpha: AlphaMode) -> RgbImage {
         height: h,
         data,
     }
+}
+
+/// The high byte of each 16-bit sample.
+fn high_bytes<P>(buf: image::ImageBuffer<P, Vec<u16>>) -> image::ImageBuffer<P::Map8, Vec<u8>>
+where
+    P: image::Pixel<Subpixel = u16> + Map8,
+{
+    let (w, h) = buf.dimensions();
+    let raw = buf.into_raw().into_iter().map(|v| (v >> 8) as u8).collect();
+    image::ImageBuffer::from_raw(w, h, raw).expect("same size")
+}
+
+/// The 8-bit pixel type of a 16-bit one.
+trait Map8 {
+    type Map8: image::Pixel<Subpixel = u8>;
+}
+impl Map8 for image::Rgb<u16> {
+    type Map8 = image::Rgb<u8>;
+}
+impl Map8 for image::Rgba<u16> {
+    type Map8 = image::Rgba<u8>;
+}
+impl Map8 for image::LumaA<u16> {
+    type Map8 = image::LumaA<u8>;
 }
 
 /// The processed images of one prompt, in order.

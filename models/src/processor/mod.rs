@@ -10,6 +10,7 @@ pub mod config;
 #[cfg(feature = "video")]
 pub mod decode;
 pub mod image;
+mod jpeg;
 pub mod prompt;
 pub mod resize;
 pub mod template;
