@@ -30,7 +30,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Answer a prompt about images and videos.
-    Generate(GenerateArgs),
+    Generate(Box<GenerateArgs>),
     /// Check that a model folder holds a usable Qwen3-VL checkpoint and print its shape.
     Inspect {
         /// A checkpoint folder, or a Hub id (`Qwen/Qwen3-VL-2B-Instruct`) in the local HF cache.
@@ -93,7 +93,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("{cfg:#?}");
             Ok(())
         }
-        Command::Generate(args) => generate(args),
+        Command::Generate(args) => generate(*args),
     }
 }
 
