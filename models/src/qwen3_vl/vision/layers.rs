@@ -174,6 +174,8 @@ pub struct VisionAttention {
     proj: Linear,
     num_heads: usize,
     head_dim: usize,
+    /// [`MAX_SCORE_ELEMS`]; a field so tests can force the chunked path.
+    max_score_elems: usize,
 }
 
 impl VisionAttention {
@@ -184,6 +186,7 @@ impl VisionAttention {
             proj: candle_nn::linear(dim, dim, vb.pp("proj"))?,
             num_heads: cfg.num_heads,
             head_dim: cfg.head_dim(),
+            max_score_elems: MAX_SCORE_ELEMS,
         })
     }
 
@@ -230,10 +233,11 @@ impl VisionAttention {
             };
             let (q, k, v) = (take(&q)?, take(&k)?, take(&v)?);
             let kt = k.t()?;
-            let rows = (MAX_SCORE_ELEMS / (h * s.frames * s.len).max(1)).clamp(1, s.len);
+            let rows = (self.max_score_elems / (h * s.frames * s.len).max(1)).clamp(1, s.len);
             let mut chunks = Vec::with_capacity(s.len.div_ceil(rows));
             for q0 in (0..s.len).step_by(rows) {
-                let qc = q.narrow(2, q0, rows.min(s.len - q0))?;
+                // Contiguous so GPU matmuls get a plain batch layout (a no-op unless chunked).
+                let qc = q.narrow(2, q0, rows.min(s.len - q0))?.contiguous()?;
                 // [H, t, q, hd] · [H, t, hd, len] → [H, t, q, len]; softmax in f32.
                 let scores = (qc.matmul(&kt)? * scale)?.to_dtype(DType::F32)?;
                 let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
@@ -328,5 +332,69 @@ impl VisionPatchMerger {
         };
         let x = self.linear_fc1.forward(&x)?.gelu_erf()?;
         Ok(self.linear_fc2.forward(&x)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+    use std::collections::HashMap;
+
+    /// Query chunking must not change a number: same output with the whole score block and with
+    /// a budget that forces a chunk of a few rows.
+    #[test]
+    fn chunked_attention_equals_whole() -> Result<()> {
+        let dev = Device::Cpu;
+        let (dim, heads) = (16, 2);
+        let mut tensors = HashMap::new();
+        for (name, shape) in [
+            ("qkv.weight", vec![3 * dim, dim]),
+            ("qkv.bias", vec![3 * dim]),
+            ("proj.weight", vec![dim, dim]),
+            ("proj.bias", vec![dim]),
+        ] {
+            tensors.insert(name.to_string(), Tensor::randn(0f32, 1.0, shape, &dev)?);
+        }
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &dev);
+        let cfg = VisionConfig {
+            depth: 1,
+            hidden_size: dim,
+            intermediate_size: 8,
+            num_heads: heads,
+            in_channels: 3,
+            patch_size: 2,
+            temporal_patch_size: 2,
+            spatial_merge_size: 2,
+            out_hidden_size: 8,
+            num_position_embeddings: 16,
+            deepstack_visual_indexes: vec![],
+            hidden_act: "gelu_pytorch_tanh".into(),
+            rope_theta: 10_000.0,
+        };
+        let mut attn = VisionAttention::new(&cfg, vb)?;
+        // An image of 12 patches, then a video of 3 frames of 8.
+        let segments = [
+            Segments {
+                start: 0,
+                frames: 1,
+                len: 12,
+            },
+            Segments {
+                start: 12,
+                frames: 3,
+                len: 8,
+            },
+        ];
+        let n = 36;
+        let x = Tensor::randn(0f32, 1.0, (n, dim), &dev)?;
+        let angles = Tensor::randn(0f32, 1.0, (n, dim / heads / 2), &dev)?;
+        let (cos, sin) = (angles.cos()?, angles.sin()?);
+        let whole = attn.forward(&x, &cos, &sin, &segments)?;
+        attn.max_score_elems = 2 * heads * 3 * 8; // 2-row chunks for the image, 1-row for the video
+        let chunked = attn.forward(&x, &cos, &sin, &segments)?;
+        let diff = (whole - chunked)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert_eq!(diff, 0.0);
+        Ok(())
     }
 }
