@@ -1,0 +1,166 @@
+// Browser tests of the chat (issue 5) against the mocked backend (e2e/mock-backend.ts): streaming,
+// the grounding overlay's placement in pixels, stop, history and hostile answers.
+import { assert, test } from './harness.mjs';
+
+const CHAT = 'one-model';
+
+/** Opens the chat with a loaded model and the 128×96 test image attached. */
+async function ready(open, tokenMs) {
+  const { page, errors } = await open(`${CHAT}&tokenMs=${tokenMs}`);
+  await page.getByTestId('load-model').click();
+  await page.getByTestId('loaded-model').waitFor({ timeout: 10_000 });
+  const badge = await page.getByTestId('loaded-model').textContent();
+  assert(badge.includes('Qwen/Qwen3-VL-2B-Instruct'), `loaded badge was ${badge}`);
+  return { page, errors };
+}
+
+async function attachCat(page) {
+  const path = page.getByTestId('attach-path');
+  await path.fill('/home/ada/Pictures/cat.png');
+  await path.press('Enter');
+  const tokens = page.getByTestId('vision-tokens');
+  await tokens.waitFor({ timeout: 5_000 });
+  assert((await tokens.textContent()) === '12 tokens', 'vision tokens not shown');
+}
+
+async function ask(page, text) {
+  await page.getByTestId('composer').fill(text);
+  await page.getByTestId('composer').press('Enter');
+}
+
+const answer = (page) => page.locator('[data-testid="message"][data-role="assistant"]').last();
+
+async function rect(locator) {
+  const r = await locator.boundingBox();
+  assert(r !== null, 'element has no box');
+  return r;
+}
+
+function near(a, b, what, tol = 1.5) {
+  assert(Math.abs(a - b) <= tol, `${what}: ${a} vs expected ${b}`);
+}
+
+export function chatTests(open) {
+  test('send: the answer streams and the box is drawn on the image at the right pixels', async () => {
+    const { page, errors } = await ready(open, 30);
+    await attachCat(page);
+    await ask(page, 'Where is the cat?');
+    // The box appears while the answer is still streaming (the JSON closes mid-answer).
+    await page.waitForFunction(
+      () => {
+        const m = [...document.querySelectorAll('[data-testid="message"][data-role="assistant"]')].at(-1);
+        return m?.dataset.status === 'streaming' && m.querySelector('[data-testid="grounding-box"]') !== null;
+      },
+      null,
+      { timeout: 10_000, polling: 'raf' },
+    );
+    await page.locator('[data-testid="message"][data-role="assistant"][data-status="complete"]').waitFor({ timeout: 10_000 });
+    const text = await answer(page).locator('.answer').textContent();
+    assert(text.includes('The cat is here:') && text.includes('Anything else?'), `answer text was ${text}`);
+
+    const box = answer(page).getByTestId('grounding-box');
+    assert((await box.count()) === 1, 'expected one box');
+    assert((await box.getAttribute('data-bbox')) === '250,312,484,625', 'data-bbox');
+    assert((await box.getAttribute('data-label')) === 'cat', 'data-label');
+    const point = answer(page).getByTestId('grounding-point');
+    assert((await point.getAttribute('data-point')) === '750,500', 'data-point');
+
+    // The 128×96 image is fitted into the 20rem-high viewport: 320 px high, 426.67 px wide, centred.
+    const img = await rect(answer(page).getByTestId('grounding-image'));
+    const viewport = await rect(answer(page).locator('.viewport'));
+    near(img.height, 320, 'image height');
+    near(img.width, (320 * 128) / 96, 'image width');
+    near(img.x - viewport.x, (viewport.width - img.width) / 2, 'letterbox offset');
+    const b = await rect(box);
+    near(b.x, img.x + 0.25 * img.width, 'box left');
+    near(b.y, img.y + 0.312 * img.height, 'box top');
+    near(b.width, 0.234 * img.width, 'box width');
+    near(b.height, 0.313 * img.height, 'box height');
+    // In image pixels: [32, 29.95, 61.95, 60] of 128×96, the red square of the test image.
+    near(((b.x - img.x) / img.width) * 128, 32, 'box left in image px', 0.5);
+    near(((b.y - img.y) / img.height) * 96, 29.95, 'box top in image px', 0.5);
+
+    // Hovering the box highlights its text; hovering the text highlights the box.
+    await box.hover();
+    await answer(page).locator('.grounding-ref.active[data-grounding="box"][data-index="0"]').waitFor({ timeout: 2_000 });
+    await answer(page).locator('.grounding-ref[data-grounding="point"]').hover();
+    await answer(page).locator('[data-testid="grounding-point"].active').waitFor({ state: 'attached', timeout: 2_000 });
+
+    // Zoomed in, the box still sits on the same image pixels.
+    await answer(page).getByRole('button', { name: 'Zoom in' }).click();
+    const zi = await rect(answer(page).getByTestId('grounding-image'));
+    const zb = await rect(box);
+    near(zi.width, img.width * 1.5, 'zoomed image width');
+    near(zb.x, zi.x + 0.25 * zi.width, 'zoomed box left');
+    near(zb.y, zi.y + 0.312 * zi.height, 'zoomed box top');
+    await answer(page).getByTestId('reset-zoom').click();
+
+    // The toggle hides and shows the marks.
+    await answer(page).getByTestId('toggle-grounding').click();
+    assert((await box.count()) === 0, 'box still shown after hiding');
+    await answer(page).getByTestId('toggle-grounding').click();
+    assert((await box.count()) === 1, 'box not shown again');
+    await page.screenshot({ path: `${process.env.SHOTS}/browser-grounding.png` });
+    assert(errors.length === 0, `page errors: ${errors.join('; ')}`);
+  });
+
+  test('stop mid-stream keeps the partial answer, marked stopped', async () => {
+    const { page, errors } = await ready(open, 80);
+    await ask(page, 'Where is the cat?');
+    await page.waitForFunction(
+      () => ([...document.querySelectorAll('[data-testid="message"][data-role="assistant"] .answer')].at(-1)?.textContent ?? '').length > 8,
+      null,
+      { timeout: 10_000 },
+    );
+    await page.getByTestId('stop').click();
+    await page.locator('[data-testid="message"][data-role="assistant"][data-status="interrupted"]').waitFor({ timeout: 5_000 });
+    const partial = await answer(page).locator('.answer').textContent();
+    await page.waitForTimeout(400);
+    const later = await answer(page).locator('.answer').textContent();
+    assert(partial.trim().length > 0 && partial === later, `partial answer changed: ${partial} -> ${later}`);
+    assert(!later.includes('Anything else?'), 'the answer ran to its end');
+    assert((await answer(page).getByTestId('status-badge').textContent()) === 'Stopped', 'no Stopped badge');
+    await page.getByTestId('send').waitFor({ timeout: 2_000 });
+    assert(errors.length === 0, `page errors: ${errors.join('; ')}`);
+  });
+
+  test('history: the conversation is listed and reopens with its box', async () => {
+    const { page, errors } = await ready(open, 5);
+    await attachCat(page);
+    await ask(page, 'Find the cat');
+    await page.locator('[data-testid="message"][data-role="assistant"][data-status="complete"]').waitFor({ timeout: 10_000 });
+    const entry = page.getByTestId('conversation');
+    await entry.first().waitFor({ timeout: 5_000 });
+    assert((await entry.first().textContent()).includes('Find the cat'), 'conversation title');
+
+    await page.keyboard.press('Control+n');
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid="message"]').length === 0, null, { timeout: 5_000 });
+    await entry.first().locator('button.title').click();
+    await page.locator('[data-testid="message"][data-role="assistant"][data-status="complete"]').waitFor({ timeout: 5_000 });
+    assert((await page.getByTestId('message').count()) === 2, 'expected the two stored messages');
+    assert((await page.getByTestId('grounding-box').getAttribute('data-bbox')) === '250,312,484,625', 'stored box');
+
+    await page.getByTestId('search-conversations').fill('zebra');
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid="conversation"]').length === 0, null, { timeout: 5_000 });
+    await page.getByTestId('search-conversations').fill('cat');
+    await entry.first().waitFor({ timeout: 5_000 });
+    assert(errors.length === 0, `page errors: ${errors.join('; ')}`);
+  });
+
+  test('a hostile answer runs no script and its link does not navigate', async () => {
+    const { page } = await ready(open, 5);
+    const url = page.url();
+    await ask(page, 'xss please');
+    await page.locator('[data-testid="message"][data-role="assistant"][data-status="complete"]').waitFor({ timeout: 10_000 });
+    const body = answer(page).locator('.answer');
+    assert((await body.locator('img, script, [onerror], [onclick], [href]').count()) === 0, 'active content in the answer');
+    assert((await body.textContent()).includes('<script>'), 'the script tag is not shown as text');
+    await body.locator('.external-link').click();
+    const note = await answer(page).locator('.link-note code').textContent();
+    assert(note === 'https://example.com/docs', `link note showed ${note}`);
+    await page.waitForTimeout(200);
+    const xss = await page.evaluate(() => window.__xss);
+    assert(xss === undefined, `script ran: __xss = ${xss}`);
+    assert(page.url() === url, `navigated to ${page.url()}`);
+  });
+}
