@@ -163,4 +163,51 @@ export function chatTests(open) {
     assert(xss === undefined, `script ran: __xss = ${xss}`);
     assert(page.url() === url, `navigated to ${page.url()}`);
   });
+
+  test('regenerate, edit-and-resend and Esc stop', async () => {
+    const { page, errors } = await ready(open, 25);
+    await ask(page, 'Where is the cat?');
+    const done = page.locator('[data-testid="message"][data-role="assistant"][data-status="complete"]');
+    await done.waitFor({ timeout: 10_000 });
+    await page.getByTestId('regenerate').click();
+    await done.waitFor({ timeout: 10_000 });
+    assert((await page.getByTestId('message').count()) === 2, 'regenerate added messages');
+
+    await page.getByTestId('edit').click();
+    await page.getByRole('textbox', { name: 'Edit message' }).fill('Where is the dog?');
+    await page.getByRole('button', { name: 'Save and resend' }).click();
+    await done.waitFor({ timeout: 10_000 });
+    const user = page.locator('[data-testid="message"][data-role="user"] .text');
+    assert((await user.allTextContents()).join('|') === 'Where is the dog?', 'edited text');
+    assert((await page.getByTestId('message').count()) === 2, 'edit did not truncate');
+
+    // Esc in the composer stops a running answer.
+    await page.getByTestId('regenerate').click();
+    await page.locator('[data-testid="message"][data-role="assistant"][data-status="streaming"]').waitFor({ timeout: 5_000 });
+    await page.getByTestId('composer').press('Escape');
+    await page.locator('[data-testid="message"][data-role="assistant"][data-status="interrupted"]').waitFor({ timeout: 5_000 });
+    assert(errors.length === 0, `page errors: ${errors.join('; ')}`);
+  });
+
+  test('pasting an image from the clipboard attaches it; a bad path shows why', async () => {
+    const { page, errors } = await ready(open, 5);
+    await page.getByTestId('composer').focus();
+    await page.evaluate(() => {
+      const data = new DataTransfer();
+      data.items.add(new File([new Uint8Array([137, 80, 78, 71, 1, 2, 3])], 'shot.png', { type: 'image/png' }));
+      document.querySelector('[data-testid="composer"]').dispatchEvent(new ClipboardEvent('paste', { clipboardData: data, bubbles: true }));
+    });
+    const thumb = page.getByTestId('attachment');
+    await thumb.waitFor({ timeout: 5_000 });
+    assert((await thumb.getAttribute('data-hash')) === 'pasted-7', 'the pasted bytes did not arrive');
+    await page.getByRole('button', { name: 'Remove shot.png' }).click();
+    assert((await thumb.count()) === 0, 'remove did not remove');
+
+    await page.getByTestId('attach-path').fill('/home/ada/notes.txt');
+    await page.getByTestId('attach-path').press('Enter');
+    const err = page.getByTestId('attach-error');
+    await err.waitFor({ timeout: 5_000 });
+    assert((await err.getAttribute('data-kind')) === 'unsupportedFile', 'error kind');
+    assert(errors.length === 0, `page errors: ${errors.join('; ')}`);
+  });
 }
