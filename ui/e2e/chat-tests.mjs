@@ -93,7 +93,29 @@ export function chatTests(open) {
     near(zi.width, img.width * 1.5, 'zoomed image width');
     near(zb.x, zi.x + 0.25 * zi.width, 'zoomed box left');
     near(zb.y, zi.y + 0.312 * zi.height, 'zoomed box top');
+    // Wheel zoom about the cursor, then a drag pan: the box moves with the image.
+    const vp = await rect(answer(page).locator('.viewport'));
+    await page.mouse.move(vp.x + vp.width / 2, vp.y + vp.height / 2);
+    await page.mouse.wheel(0, -300);
+    await page.mouse.down();
+    await page.mouse.move(vp.x + vp.width / 2 + 40, vp.y + vp.height / 2 + 25, { steps: 4 });
+    await page.mouse.up();
+    const wi = await rect(answer(page).getByTestId('grounding-image'));
+    const wb = await rect(box);
+    assert(wi.width > zi.width, `wheel did not zoom in: ${wi.width} <= ${zi.width}`);
+    near(wb.x, wi.x + 0.25 * wi.width, 'wheel-zoomed box left');
+    near(wb.height, 0.313 * wi.height, 'wheel-zoomed box height');
     await answer(page).getByTestId('reset-zoom').click();
+
+    // A narrower window: the image is refitted and the box follows.
+    await page.setViewportSize({ width: 640, height: 720 });
+    await page.waitForFunction((w) => document.querySelector('[data-testid="grounding-image"]').getBoundingClientRect().width < w - 20, img.width, { timeout: 2_000 });
+    const ri = await rect(answer(page).getByTestId('grounding-image'));
+    near(ri.width / ri.height, 128 / 96, 'refitted aspect', 0.01);
+    const rb = await rect(box);
+    near(rb.x, ri.x + 0.25 * ri.width, 'resized box left');
+    near(rb.width, 0.234 * ri.width, 'resized box width');
+    await page.setViewportSize({ width: 1000, height: 720 });
 
     // The toggle hides and shows the marks.
     await answer(page).getByTestId('toggle-grounding').click();
@@ -208,6 +230,28 @@ export function chatTests(open) {
     const err = page.getByTestId('attach-error');
     await err.waitFor({ timeout: 5_000 });
     assert((await err.getAttribute('data-kind')) === 'unsupportedFile', 'error kind');
+    assert(errors.length === 0, `page errors: ${errors.join('; ')}`);
+  });
+
+  test('export downloads the conversation; a file dropped on the window is attached', async () => {
+    const { page, errors } = await ready(open, 5);
+    await ask(page, 'Where is the cat?');
+    await page.locator('[data-testid="message"][data-role="assistant"][data-status="complete"]').waitFor({ timeout: 10_000 });
+    const [download] = await Promise.all([
+      page.waitForEvent('download', { timeout: 5_000 }),
+      page.getByRole('button', { name: 'Export as Markdown' }).click(),
+    ]);
+    assert(download.suggestedFilename() === 'Where is the cat_.md', `file name ${download.suggestedFilename()}`);
+
+    await page.evaluate(() => {
+      const data = new DataTransfer();
+      data.items.add(new File([new Uint8Array([1, 2, 3])], 'dropped.png', { type: 'image/png' }));
+      window.dispatchEvent(new DragEvent('dragover', { dataTransfer: data, bubbles: true, cancelable: true }));
+      window.dispatchEvent(new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true }));
+    });
+    const thumb = page.getByTestId('attachment');
+    await thumb.waitFor({ timeout: 5_000 });
+    assert((await thumb.getAttribute('data-hash')) === 'pasted-3', 'the dropped file did not arrive');
     assert(errors.length === 0, `page errors: ${errors.join('; ')}`);
   });
 }
