@@ -186,9 +186,18 @@ export function chatTests(open) {
     assert(page.url() === url, `navigated to ${page.url()}`);
   });
 
-  test('regenerate, edit-and-resend and Esc stop', async () => {
+  test('regenerate, edit-and-resend and Esc stop; settings go with each message', async () => {
     const { page, errors } = await ready(open, 25);
+    await page.getByText('Settings').click();
+    await page.getByTestId('setting-temperature').fill('0.3');
+    await page.getByTestId('setting-max-pixels').fill('1003520');
+    await page.getByTestId('setting-thinking').check();
     await ask(page, 'Where is the cat?');
+    const sent = await page.evaluate(() => window.__mockCalls.filter((c) => c.cmd === 'send_message').map((c) => c.args.settings));
+    assert(
+      JSON.stringify(sent) === JSON.stringify([{ thinking: true, temperature: 0.3, maxNewTokens: 1024, maxPixels: 1003520 }]),
+      `settings sent: ${JSON.stringify(sent)}`,
+    );
     const done = page.locator('[data-testid="message"][data-role="assistant"][data-status="complete"]');
     await done.waitFor({ timeout: 10_000 });
     await page.getByTestId('regenerate').click();

@@ -71,6 +71,9 @@ export const XSS_ANSWER =
   'Look: <img src=x onerror="window.__xss=1"> <script>window.__xss=2</script> [click](javascript:window.__xss=3) ' +
   '<a href="https://evil.example" onclick="window.__xss=4">here</a> and [docs](https://example.com/docs).';
 
+/** Every command the mock answered since the last install, with its arguments (channels as ids). */
+export const calls: { cmd: string; args: Record<string, unknown> }[] = [];
+
 export type Scenario = 'no-model' | 'one-model' | 'unreadable';
 
 interface MockOptions {
@@ -142,9 +145,13 @@ export function installMockBackend(scenario: Scenario, options: MockOptions = {}
   }
 
   clearMocks();
+  calls.length = 0;
+  // The browser tests read the calls from the page.
+  (window as unknown as { __mockCalls: typeof calls }).__mockCalls = calls;
   mockWindows('main');
   mockIPC((cmd, raw) => {
     const args = (raw ?? {}) as Record<string, unknown>;
+    calls.push({ cmd, args: { ...args, ...(args.onEvent ? { onEvent: (args.onEvent as { id: number }).id } : {}) } });
     const busy = () => {
       if (running) throw { kind: 'busy', message: 'An answer is being generated; stop it first.' };
     };
