@@ -222,6 +222,12 @@ export function chatTests(open) {
 
   test('pasting an image from the clipboard attaches it; a bad path shows why', async () => {
     const { page, errors } = await ready(open, 5);
+    // Shift+Enter is a newline, not a send.
+    await page.getByTestId('composer').fill('first line');
+    await page.getByTestId('composer').press('Shift+Enter');
+    await page.getByTestId('composer').pressSequentially('second');
+    assert((await page.getByTestId('composer').inputValue()) === 'first line\nsecond', 'Shift+Enter did not add a newline');
+    assert((await page.getByTestId('message').count()) === 0, 'Shift+Enter sent the message');
     await page.getByTestId('composer').focus();
     await page.evaluate(() => {
       const data = new DataTransfer();
