@@ -120,6 +120,8 @@ export function installMockBackend(scenario: Scenario, options: MockOptions = {}
       internals().runCallback(channelId, { index, end: true });
     };
     const tick = () => {
+      // The test that started this stream has ended and cleared the mocks.
+      if (typeof (internals() as Partial<ReturnType<typeof internals>> | undefined)?.runCallback !== 'function') return;
       if (job.cancel) return finish('cancelled');
       if (i === pieces.length) return finish('eos');
       answer.content += pieces[i];
