@@ -46,6 +46,17 @@ describe('ChatState', () => {
     expect(chat.messages[1].content.length).toBeLessThan(GROUNDING_ANSWER.length);
   });
 
+  it('stays busy while its answer streams in a conversation the user left', async () => {
+    const id = await started(10);
+    const chat = new ChatState();
+    await chat.send(id, 'Where is the cat?', [], {});
+    await chat.open(null);
+    expect(chat.generating).toBe(true);
+    expect(chat.messages).toStrictEqual([]);
+    await vi.waitFor(() => expect(chat.generating).toBe(false));
+    expect(chat.messages).toStrictEqual([]);
+  });
+
   it('shows a refused send as an error on the answer', async () => {
     installMockBackend('one-model');
     const chat = new ChatState();

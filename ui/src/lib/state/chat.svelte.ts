@@ -20,11 +20,14 @@ export class ChatState {
   conversationId = $state<number | null>(null);
   messages = $state<StoredMessage[]>([]);
   error = $state<AppError | null>(null);
+  /** A generation runs, in this conversation or one the user has left since (the backend runs
+   *  one at a time, so the send button waits for it either way). */
+  running = $state(false);
   /** Called when a generation ends, so the conversation list can show the new order/title. */
   onFinished: () => void = () => {};
 
   get generating(): boolean {
-    return this.messages.some((m) => m.role === 'assistant' && m.status === 'streaming');
+    return this.running;
   }
 
   async open(id: number | null): Promise<void> {
@@ -44,16 +47,21 @@ export class ChatState {
   private listener(index: number): (event: GenerationEvent) => void {
     const conversation = this.conversationId;
     return (event) => {
-      if (this.conversationId !== conversation || this.messages[index] === undefined) return;
-      this.messages[index] = applyEvent(this.messages[index], event);
-      if (event.type === 'done' || event.type === 'error') this.onFinished();
+      const ended = event.type === 'done' || event.type === 'error';
+      if (ended) this.running = false;
+      if (this.conversationId === conversation && this.messages[index] !== undefined) {
+        this.messages[index] = applyEvent(this.messages[index], event);
+      }
+      if (ended) this.onFinished();
     };
   }
 
   private async start(index: number, call: (onEvent: (e: GenerationEvent) => void) => Promise<Result<SentIds>>, userIndex?: number): Promise<void> {
     this.error = null;
+    this.running = true;
     const result = await call(this.listener(index));
     if (!result.ok) {
+      this.running = false;
       this.error = result.error;
       const m = this.messages[index];
       if (m?.status === 'streaming') this.messages[index] = { ...m, status: 'error' };
