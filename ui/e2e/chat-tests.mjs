@@ -58,6 +58,14 @@ export function chatTests(open) {
     const text = await answer(page).locator('.answer').textContent();
     assert(text.includes('The cat is here:') && text.includes('Anything else?'), `answer text was ${text}`);
 
+    // Copy: the code block copies exactly the model's code, the answer copies its source text.
+    await page.context().grantPermissions(['clipboard-read', 'clipboard-write']);
+    await answer(page).locator('[data-copy-code]').click();
+    const code = await page.evaluate(() => navigator.clipboard.readText());
+    assert(code === '[\n  {"bbox_2d": [250, 312, 484, 625], "label": "cat"},\n  {"point_2d": [750, 500], "label": "eye"}\n]', `copied code ${JSON.stringify(code)}`);
+    await answer(page).getByTestId('copy-answer').click();
+    await page.waitForFunction(() => navigator.clipboard.readText().then((t) => t.startsWith('The cat is here:') && t.endsWith('Anything else?')), null, { timeout: 2_000 });
+
     const box = answer(page).getByTestId('grounding-box');
     assert((await box.count()) === 1, 'expected one box');
     assert((await box.getAttribute('data-bbox')) === '250,312,484,625', 'data-bbox');
