@@ -6,6 +6,7 @@
 pub mod engine;
 pub mod error;
 pub mod generation;
+pub mod hub;
 pub mod processor;
 pub mod qwen3_vl;
 

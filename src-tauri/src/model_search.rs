@@ -89,19 +89,8 @@ pub struct SearchResult {
     pub unusable: Vec<UnusableModel>,
 }
 
-/// The hub cache folder, resolved like `huggingface_hub` does. `env` is passed in (rather than
-/// read here) so the order can be tested without touching the process environment.
-pub fn hf_hub_cache(env: impl Fn(&str) -> Option<String>, home: Option<&Path>) -> Option<PathBuf> {
-    let set = |key: &str| env(key).filter(|v| !v.is_empty()).map(PathBuf::from);
-    if let Some(dir) = set("HF_HUB_CACHE") {
-        return Some(dir);
-    }
-    if let Some(dir) = set("HF_HOME") {
-        return Some(dir.join("hub"));
-    }
-    let cache = set("XDG_CACHE_HOME").or_else(|| home.map(|h| h.join(".cache")))?;
-    Some(cache.join("huggingface").join("hub"))
-}
+/// The hub cache folder, resolved like `huggingface_hub` does (shared with the engine and CLI).
+pub use glimpse_models::hub::hf_hub_cache;
 
 /// Searches every location; a location that does not exist yet simply holds nothing.
 pub fn search(locations: &[SearchLocation]) -> Result<SearchResult> {
