@@ -5,6 +5,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
+import { chatTests } from './chat-tests.mjs';
 import { assert, run, test } from './harness.mjs';
 
 const UI = join(import.meta.dirname, '..');
@@ -12,6 +13,7 @@ const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const PORT = Number(process.env.E2E_PORT ?? 4173);
 const BASE = `http://127.0.0.1:${PORT}`;
 const SHOTS = join(UI, 'test-results');
+process.env.SHOTS = SHOTS;
 
 async function waitForServer(url, ms) {
   const until = Date.now() + ms;
@@ -85,6 +87,8 @@ test('an app error is shown with its kind', async (ctx) => {
   assert(text.includes('Permission denied'), `text was ${JSON.stringify(text)}`);
 });
 
+chatTests((scenario) => open(globalThis.ctx, scenario));
+
 await run({
   async before() {
     assert(existsSync(join(UI, 'dist-e2e', 'e2e', 'index.html')), 'run `vite build --mode e2e` first');
@@ -105,7 +109,8 @@ await run({
       args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     });
-    return { server, browser, profile };
+    globalThis.ctx = { server, browser, profile };
+    return globalThis.ctx;
   },
   async after(ctx) {
     if (!ctx) return;

@@ -1,7 +1,17 @@
 // A stand-in for the Rust side, for Vitest and for the browser tests (never in the real app:
-// only `vite build --mode e2e` and tests import this file). Answers mirror app_status exactly.
+// only `vite build --mode e2e` and tests import this file). Answers mirror the commands of
+// IPC.md; generations stream through the channel the way tauri::ipc::Channel does.
 import { clearMocks, mockIPC, mockWindows } from '@tauri-apps/api/mocks';
-import type { AppError, AppStatus } from '../src/lib/ipc';
+import type {
+  AppError,
+  AppStatus,
+  Attachment,
+  ConversationSummary,
+  GenerationEvent,
+  GenerationStats,
+  ModelInfo,
+  StoredMessage,
+} from '../src/lib/ipc';
 
 export const HOME = '/home/ada';
 
@@ -32,20 +42,216 @@ export const UNREADABLE: AppError = {
   message: `cannot read the model folder ${HOME}/.cache/huggingface/hub: Permission denied (os error 13)`,
 };
 
+/** A 128×96 image with a known rectangle, as a data URL (the real app serves asset:// URLs). */
+export const IMAGE_URL =
+  'data:image/svg+xml,' +
+  encodeURIComponent(
+    '<svg xmlns="http://www.w3.org/2000/svg" width="128" height="96"><rect width="128" height="96" fill="#dde"/>' +
+      '<rect x="32" y="30" width="30" height="30" fill="#c33"/></svg>',
+  );
+
+export const CAT: Attachment = {
+  hash: 'b3f1c0ffee',
+  kind: 'image',
+  mime: 'image/svg+xml',
+  byteSize: 2048,
+  fileName: 'cat.png',
+  width: 128,
+  height: 96,
+  url: IMAGE_URL,
+  visionTokens: 12,
+};
+
+/** The grounding answer the mock streams: one box, one point, in a json fence. */
+export const GROUNDING_ANSWER =
+  'The cat is here:\n```json\n[\n  {"bbox_2d": [250, 312, 484, 625], "label": "cat"},\n  {"point_2d": [750, 500], "label": "eye"}\n]\n```\nAnything else?';
+
+/** Model output trying to run script; it must stay text. */
+export const XSS_ANSWER =
+  'Look: <img src=x onerror="window.__xss=1"> <script>window.__xss=2</script> [click](javascript:window.__xss=3) ' +
+  '<a href="https://evil.example" onclick="window.__xss=4">here</a> and [docs](https://example.com/docs).';
+
+/** Every command the mock answered since the last install, with its arguments (channels as ids). */
+export const calls: { cmd: string; args: Record<string, unknown> }[] = [];
+
 export type Scenario = 'no-model' | 'one-model' | 'unreadable';
 
-export function installMockBackend(scenario: Scenario): void {
+interface MockOptions {
+  /** Milliseconds between streamed tokens (the browser tests slow it down to stop mid-stream). */
+  tokenMs?: number;
+}
+
+// mocks.ts installs runCallback; the Channel registered its id there.
+function internals(): { runCallback(id: number, data: unknown): void } {
+  return (window as unknown as { __TAURI_INTERNALS__: { runCallback(id: number, data: unknown): void } }).__TAURI_INTERNALS__;
+}
+
+function chunks(text: string, size: number): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < text.length; i += size) out.push(text.slice(i, i + size));
+  return out;
+}
+
+export function installMockBackend(scenario: Scenario, options: MockOptions = {}): void {
+  const tokenMs = options.tokenMs ?? 5;
+  let nextId = 1;
+  let loaded: ModelInfo | null = null;
+  const conversations = new Map<number, ConversationSummary>();
+  const messages = new Map<number, StoredMessage[]>();
+  let running: { cancel: boolean } | null = null;
+
+  const now = () => new Date().toISOString();
+
+  function stream(channelId: number, answer: StoredMessage, text: string) {
+    const job = { cancel: false };
+    running = job;
+    let index = 0;
+    const send = (message: GenerationEvent) =>
+      internals().runCallback(channelId, { index: index++, message });
+    send({ type: 'started', messageId: answer.id, promptTokens: 42 });
+    const pieces = chunks(text, 4);
+    let i = 0;
+    const finish = (finishReason: GenerationStats['finishReason']) => {
+      const stats = { promptTokens: 42, generatedTokens: i, prefillMs: 31, decodeTokensPerS: 25, finishReason };
+      answer.status = finishReason === 'cancelled' ? 'interrupted' : 'complete';
+      answer.stats = stats;
+      running = null;
+      send({ type: 'done', stats });
+      internals().runCallback(channelId, { index, end: true });
+    };
+    const tick = () => {
+      // The test that started this stream has ended and cleared the mocks.
+      if (typeof (internals() as Partial<ReturnType<typeof internals>> | undefined)?.runCallback !== 'function') return;
+      if (job.cancel) return finish('cancelled');
+      if (i === pieces.length) return finish('eos');
+      answer.content += pieces[i];
+      send({ type: 'token', text: pieces[i++], thinking: '', elapsedMs: i * tokenMs });
+      setTimeout(tick, tokenMs);
+    };
+    setTimeout(tick, tokenMs);
+  }
+
+  function answerFor(text: string): string {
+    return /xss/i.test(text) ? XSS_ANSWER : GROUNDING_ANSWER;
+  }
+
+  function generate(conversationId: number, channel: { id: number }, text: string) {
+    const list = messages.get(conversationId) ?? [];
+    const answer: StoredMessage = { id: nextId++, role: 'assistant', content: '', status: 'streaming', attachments: [] };
+    list.push(answer);
+    messages.set(conversationId, list);
+    const c = conversations.get(conversationId);
+    if (c) c.updatedAt = now();
+    stream(channel.id, answer, answerFor(text));
+    return answer.id;
+  }
+
   clearMocks();
+  calls.length = 0;
+  // The browser tests read the calls from the page.
+  (window as unknown as { __mockCalls: typeof calls }).__mockCalls = calls;
   mockWindows('main');
-  mockIPC((cmd) => {
-    if (cmd !== 'app_status') throw new Error(`the mock backend has no command ${cmd}`);
-    switch (scenario) {
-      case 'no-model':
-        return NO_MODEL;
-      case 'one-model':
-        return ONE_MODEL;
-      case 'unreadable':
-        throw UNREADABLE;
+  mockIPC((cmd, raw) => {
+    const args = (raw ?? {}) as Record<string, unknown>;
+    calls.push({ cmd, args: { ...args, ...(args.onEvent ? { onEvent: (args.onEvent as { id: number }).id } : {}) } });
+    const busy = () => {
+      if (running) throw { kind: 'busy', message: 'An answer is being generated; stop it first.' };
+    };
+    switch (cmd) {
+      case 'app_status':
+        if (scenario === 'unreadable') throw UNREADABLE;
+        return scenario === 'no-model' ? NO_MODEL : ONE_MODEL;
+      case 'loaded_model':
+        return loaded;
+      case 'load_model': {
+        const found = ONE_MODEL.models.find((m) => m.path === args.path);
+        if (!found) throw { kind: 'modelNotFound', message: `no model at ${String(args.path)}` };
+        loaded = {
+          path: found.path,
+          name: found.name,
+          architecture: found.architecture,
+          device: (args.device as ModelInfo['device']) ?? 'cpu',
+          dtype: (args.dtype as ModelInfo['dtype']) ?? 'f32',
+          loadMs: 1234,
+        };
+        return loaded;
+      }
+      case 'import_attachment': {
+        const path = String(args.path);
+        if (!/\.(png|jpe?g|webp)$/i.test(path)) throw { kind: 'unsupportedFile', message: `${path} is not an image or video Glimpse can read` };
+        return { ...CAT, fileName: path.split('/').at(-1) ?? path };
+      }
+      case 'paste_attachment':
+        return { ...CAT, hash: `pasted-${(args.bytes as number[]).length}`, fileName: String(args.name) };
+      case 'pick_attachments':
+        return [CAT];
+      case 'list_conversations': {
+        const q = typeof args.search === 'string' ? args.search.toLowerCase() : '';
+        return [...conversations.values()]
+          .filter((c) => c.title.toLowerCase().includes(q))
+          .sort((a, b) => b.updatedAt.localeCompare(a.updatedAt) || b.id - a.id);
+      }
+      case 'create_conversation': {
+        const c = { id: nextId++, title: typeof args.title === 'string' ? args.title : 'New chat', updatedAt: now() };
+        conversations.set(c.id, c);
+        messages.set(c.id, []);
+        return c;
+      }
+      case 'rename_conversation': {
+        const c = conversations.get(args.id as number);
+        if (c) c.title = String(args.title);
+        return null;
+      }
+      case 'delete_conversation':
+        conversations.delete(args.id as number);
+        messages.delete(args.id as number);
+        return null;
+      case 'conversation_messages':
+        return structuredClone(messages.get(args.id as number) ?? []);
+      case 'export_conversation': {
+        const list = messages.get(args.id as number) ?? [];
+        return args.format === 'json' ? JSON.stringify(list) : list.map((m) => `## ${m.role}\n\n${m.content}`).join('\n\n');
+      }
+      case 'send_message': {
+        busy();
+        if (!loaded) throw { kind: 'noModelLoaded', message: 'Load a model first.' };
+        const id = args.conversationId as number;
+        const hashes = args.attachments as string[];
+        const user: StoredMessage = {
+          id: nextId++,
+          role: 'user',
+          content: String(args.text),
+          status: 'complete',
+          attachments: hashes.map((hash) => ({ ...CAT, hash })),
+        };
+        messages.get(id)?.push(user);
+        const assistantMessageId = generate(id, args.onEvent as { id: number }, user.content);
+        return { userMessageId: user.id, assistantMessageId };
+      }
+      case 'regenerate': {
+        busy();
+        const id = args.conversationId as number;
+        const list = messages.get(id) ?? [];
+        if (list.at(-1)?.role === 'assistant') list.pop();
+        const last = list.at(-1);
+        return { userMessageId: last?.id ?? -1, assistantMessageId: generate(id, args.onEvent as { id: number }, last?.content ?? '') };
+      }
+      case 'edit_and_resend': {
+        busy();
+        for (const [id, list] of messages) {
+          const at = list.findIndex((m) => m.id === args.messageId);
+          if (at < 0) continue;
+          list.splice(at + 1);
+          list[at].content = String(args.text);
+          return { userMessageId: list[at].id, assistantMessageId: generate(id, args.onEvent as { id: number }, list[at].content) };
+        }
+        throw { kind: 'messageNotFound', message: 'no such message' };
+      }
+      case 'cancel_generation':
+        if (running) running.cancel = true;
+        return null;
+      default:
+        throw new Error(`the mock backend has no command ${cmd}`);
     }
   });
 }

@@ -48,4 +48,37 @@ describe('App', () => {
     expect(panel.querySelector('h2')?.textContent).toBe('A model folder cannot be read');
     expect(panel.querySelector('p')?.textContent).toBe(UNREADABLE.message);
   });
+
+  it('loads a model, shows it as loaded, and enables sending', async () => {
+    await render('one-model', 'load-model');
+    const send = () => document.querySelector<HTMLButtonElement>('[data-testid="send"]')!;
+    const composer = document.querySelector<HTMLTextAreaElement>('[data-testid="composer"]')!;
+    composer.value = 'hello';
+    composer.dispatchEvent(new Event('input', { bubbles: true }));
+    flushSync();
+    expect(send().disabled).toBe(true);
+    document.querySelector<HTMLButtonElement>('[data-testid="load-model"]')!.click();
+    const badge = await vi.waitFor(() => {
+      const el = document.querySelector('[data-testid="loaded-model"]');
+      if (!el) throw new Error('not loaded yet');
+      return el;
+    });
+    expect(badge.textContent).toContain('Qwen/Qwen3-VL-2B-Instruct · cpu · f32');
+    expect(send().disabled).toBe(false);
+  });
+
+  it('Ctrl+N starts a new chat', async () => {
+    await render('one-model', 'load-model');
+    document.querySelector<HTMLButtonElement>('[data-testid="load-model"]')!.click();
+    await vi.waitFor(() => expect(document.querySelector('[data-testid="loaded-model"]')).not.toBeNull());
+    const composer = document.querySelector<HTMLTextAreaElement>('[data-testid="composer"]')!;
+    composer.value = 'Where is the cat?';
+    composer.dispatchEvent(new Event('input', { bubbles: true }));
+    composer.dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', bubbles: true }));
+    await vi.waitFor(() => expect(document.querySelectorAll('[data-testid="message"]')).toHaveLength(2));
+    await vi.waitFor(() => expect(document.querySelector('[data-role="assistant"][data-status="complete"]')).not.toBeNull());
+    window.dispatchEvent(new KeyboardEvent('keydown', { key: 'n', ctrlKey: true, bubbles: true }));
+    await vi.waitFor(() => expect(document.querySelectorAll('[data-testid="message"]')).toHaveLength(0));
+    expect(document.querySelectorAll('[data-testid="conversation"]')).toHaveLength(1);
+  });
 });

@@ -32,7 +32,8 @@ describe('toAppError', () => {
   it.each([
     [{ kind: 'noDataDir', message: 'no home' }, { kind: 'noDataDir', message: 'no home' }],
     [new Error('boom'), { kind: 'ipc', message: 'boom' }],
-    [{ kind: 'somethingNew', message: 'x' }, { kind: 'ipc', message: '[object Object]' }],
+    [{ kind: 'busy', message: 'an answer is being generated' }, { kind: 'busy', message: 'an answer is being generated' }],
+    [{ kind: '', message: 'x' }, { kind: 'ipc', message: '[object Object]' }],
     [{ kind: 'noDataDir' }, { kind: 'ipc', message: '[object Object]' }],
     [null, { kind: 'ipc', message: 'null' }],
   ])('%j -> %j', (thrown, expected) => {

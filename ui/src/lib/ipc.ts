@@ -1,7 +1,7 @@
 // The one door to the Rust side. Components call these typed functions and never pass command
 // names or raw `invoke` results around. The types mirror src-tauri/src/commands.rs and
 // src-tauri/src/model_search.rs (serde camelCase).
-import { invoke } from '@tauri-apps/api/core';
+import { Channel, invoke } from '@tauri-apps/api/core';
 
 export type LocationKind = 'appData' | 'huggingFaceCache';
 
@@ -32,8 +32,11 @@ export interface AppStatus {
 }
 
 /** Errors as the app sends them (src-tauri/src/error.rs), plus `ipc` for failures of the
- *  bridge itself (unknown command, a rejection that is not an app error). */
-export type AppErrorKind = 'noDataDir' | 'unreadableFolder' | 'ipc';
+ *  bridge itself (unknown command, a rejection that is not an app error). The app adds kinds as it
+ *  grows (`busy`, `noModelLoaded`…), so any string kind from the app is kept; the UI branches on
+ *  the ones it knows and shows the message for the rest. */
+export type KnownErrorKind = 'noDataDir' | 'unreadableFolder' | 'busy' | 'ipc';
+export type AppErrorKind = KnownErrorKind | (string & {});
 
 export interface AppError {
   kind: AppErrorKind;
@@ -42,14 +45,12 @@ export interface AppError {
 
 export type Result<T> = { ok: true; value: T } | { ok: false; error: AppError };
 
-const APP_ERROR_KINDS: readonly string[] = ['noDataDir', 'unreadableFolder'];
-
 /** Turns whatever a rejected `invoke` gave into an `AppError`, keeping the app's own kinds. */
 export function toAppError(thrown: unknown): AppError {
   if (typeof thrown === 'object' && thrown !== null) {
     const { kind, message } = thrown as Record<string, unknown>;
-    if (typeof kind === 'string' && APP_ERROR_KINDS.includes(kind) && typeof message === 'string') {
-      return { kind: kind as AppErrorKind, message };
+    if (typeof kind === 'string' && kind !== '' && typeof message === 'string') {
+      return { kind, message };
     }
   }
   const message = thrown instanceof Error ? thrown.message : String(thrown);
@@ -67,4 +68,168 @@ async function call<T>(command: string, args?: Record<string, unknown>): Promise
 /** Where models are looked for and what was found there. */
 export function appStatus(): Promise<Result<AppStatus>> {
   return call<AppStatus>('app_status');
+}
+
+// ---- Chat (issue 5; the contract is /work/wt/IPC.md) ----
+
+export type Device = 'cpu' | 'cuda' | 'metal';
+export type DType = 'f32' | 'bf16' | 'f16';
+
+export interface ModelInfo {
+  path: string;
+  name: string;
+  architecture: 'dense' | 'moe';
+  device: Device;
+  dtype: DType;
+  loadMs: number;
+}
+
+export interface Attachment {
+  hash: string;
+  kind: 'image' | 'video';
+  mime: string;
+  byteSize: number;
+  fileName: string;
+  width?: number;
+  height?: number;
+  /** For `<img src>`: the asset-protocol URL of the stored copy. */
+  url: string;
+  thumbnailUrl?: string;
+  /** Tokens this image will cost with the current budget, when a model is loaded. */
+  visionTokens?: number;
+}
+
+export interface Settings {
+  systemPrompt?: string;
+  temperature?: number;
+  topP?: number;
+  topK?: number;
+  maxNewTokens?: number;
+  seed?: number;
+  minPixels?: number;
+  maxPixels?: number;
+  thinking?: boolean;
+}
+
+export interface ConversationSummary {
+  id: number;
+  title: string;
+  updatedAt: string;
+  model?: string;
+}
+
+export type MessageStatus = 'complete' | 'streaming' | 'interrupted' | 'error';
+
+export interface GenerationStats {
+  promptTokens: number;
+  generatedTokens: number;
+  prefillMs: number;
+  decodeTokensPerS: number;
+  finishReason: 'eos' | 'length' | 'cancelled';
+}
+
+export interface StoredMessage {
+  id: number;
+  role: 'user' | 'assistant' | 'system';
+  content: string;
+  thinking?: string;
+  status: MessageStatus;
+  attachments: Attachment[];
+  stats?: GenerationStats;
+}
+
+export type GenerationEvent =
+  | { type: 'started'; messageId: number; promptTokens: number }
+  | { type: 'token'; text: string; thinking: string; elapsedMs: number }
+  | { type: 'done'; stats: GenerationStats }
+  | { type: 'error'; error: { kind: string; message: string } };
+
+export interface SentIds {
+  userMessageId: number;
+  assistantMessageId: number;
+}
+
+export type ExportFormat = 'markdown' | 'json';
+
+export function loadModel(path: string, device?: Device, dtype?: DType): Promise<Result<ModelInfo>> {
+  return call<ModelInfo>('load_model', { path, device, dtype });
+}
+
+export function loadedModel(): Promise<Result<ModelInfo | null>> {
+  return call<ModelInfo | null>('loaded_model');
+}
+
+export function importAttachment(path: string): Promise<Result<Attachment>> {
+  return call<Attachment>('import_attachment', { path });
+}
+
+/** Clipboard image data; `bytes` crosses IPC as a number array (the contract's `Vec<u8>`). */
+export function pasteAttachment(bytes: Uint8Array, name: string): Promise<Result<Attachment>> {
+  return call<Attachment>('paste_attachment', { bytes: Array.from(bytes), name });
+}
+
+export function pickAttachments(): Promise<Result<Attachment[]>> {
+  return call<Attachment[]>('pick_attachments');
+}
+
+export function listConversations(search?: string): Promise<Result<ConversationSummary[]>> {
+  return call<ConversationSummary[]>('list_conversations', search ? { search } : {});
+}
+
+export function createConversation(title?: string): Promise<Result<ConversationSummary>> {
+  return call<ConversationSummary>('create_conversation', { title });
+}
+
+export function renameConversation(id: number, title: string): Promise<Result<void>> {
+  return call<void>('rename_conversation', { id, title });
+}
+
+export function deleteConversation(id: number): Promise<Result<void>> {
+  return call<void>('delete_conversation', { id });
+}
+
+export function conversationMessages(id: number): Promise<Result<StoredMessage[]>> {
+  return call<StoredMessage[]>('conversation_messages', { id });
+}
+
+export function exportConversation(id: number, format: ExportFormat): Promise<Result<string>> {
+  return call<string>('export_conversation', { id, format });
+}
+
+function channel(onEvent: (event: GenerationEvent) => void): Channel<GenerationEvent> {
+  const ch = new Channel<GenerationEvent>();
+  ch.onmessage = onEvent;
+  return ch;
+}
+
+/** Starts an answer; resolves once generation has started, events arrive on `onEvent`. */
+export function sendMessage(
+  conversationId: number,
+  text: string,
+  attachments: string[],
+  settings: Settings,
+  onEvent: (event: GenerationEvent) => void,
+): Promise<Result<SentIds>> {
+  return call<SentIds>('send_message', { conversationId, text, attachments, settings, onEvent: channel(onEvent) });
+}
+
+export function regenerate(
+  conversationId: number,
+  settings: Settings,
+  onEvent: (event: GenerationEvent) => void,
+): Promise<Result<SentIds>> {
+  return call<SentIds>('regenerate', { conversationId, settings, onEvent: channel(onEvent) });
+}
+
+export function editAndResend(
+  messageId: number,
+  text: string,
+  settings: Settings,
+  onEvent: (event: GenerationEvent) => void,
+): Promise<Result<SentIds>> {
+  return call<SentIds>('edit_and_resend', { messageId, text, settings, onEvent: channel(onEvent) });
+}
+
+export function cancelGeneration(): Promise<Result<void>> {
+  return call<void>('cancel_generation');
 }

@@ -1,0 +1,33 @@
+// The models found on disk and the one loaded. Only reactive state and the calls that change it.
+import { appStatus, loadModel, loadedModel, type AppError, type AppStatus, type DType, type Device, type ModelInfo } from '../ipc';
+
+export class ModelsState {
+  status = $state<AppStatus | null>(null);
+  loaded = $state<ModelInfo | null>(null);
+  /** Path of the model being loaded, while it loads. */
+  loading = $state<string | null>(null);
+  error = $state<AppError | null>(null);
+  device = $state<Device>('cpu');
+  dtype = $state<DType>('f32');
+
+  async refresh(): Promise<void> {
+    const status = await appStatus();
+    if (!status.ok) {
+      this.error = status.error;
+      return;
+    }
+    this.status = status.value;
+    const loaded = await loadedModel();
+    // An older backend without loaded_model is not an error worth showing on the first screen.
+    if (loaded.ok) this.loaded = loaded.value;
+  }
+
+  async load(path: string): Promise<void> {
+    this.loading = path;
+    this.error = null;
+    const result = await loadModel(path, this.device, this.dtype);
+    this.loading = null;
+    if (result.ok) this.loaded = result.value;
+    else this.error = result.error;
+  }
+}
