@@ -121,6 +121,11 @@ async function withApp(driver, fn) {
   const session = await startApp(driver);
   try {
     return await fn(session);
+  } catch (e) {
+    // What the window showed when it failed.
+    const shown = await exec(driver, session, 'return document.body.innerText;').catch(() => '?');
+    e.message += `\n     window text: ${JSON.stringify(shown).slice(0, 1500)}`;
+    throw e;
   } finally {
     await wd(driver.base, 'DELETE', `/session/${session}`).catch(() => {});
   }
@@ -202,7 +207,8 @@ async function attachRedSquare(driver, session) {
   // The attachment shows through the asset protocol (CSP + scope), and it actually decoded.
   await until('the attached image to load through the asset protocol', () =>
     exec(driver, session,
-      `return [...document.images].some((i) => /^(asset:|http:\/\/asset\.localhost)/.test(i.src) &&
+      `return [...document.images].some((i) =>
+         (i.src.startsWith('asset:') || i.src.startsWith('http://asset.localhost/')) &&
          i.complete && i.naturalWidth > 0);`));
 }
 
@@ -221,10 +227,18 @@ async function lastAnswer(driver, session) {
 }
 
 async function groundingBox(driver, session) {
-  const box = await find(driver, session, `[data-testid="grounding-box"][data-bbox="${BBOX}"]`);
+  const css = `[data-testid="grounding-box"][data-bbox="${BBOX}"]`;
+  const box = await find(driver, session, css);
   if (!box) return null;
-  const rect = await wd(driver.base, 'GET', `/session/${session}/element/${box}/rect`);
-  return rect.width > 0 && rect.height > 0 ? { box, rect } : null;
+  // Drawn over the image: a real size, inside the image's rectangle (SVG rects have no
+  // WebDriver rect in WebKitWebDriver, so measure in the page).
+  const placed = await exec(driver, session,
+    `const b = document.querySelector(arguments[0]).getBoundingClientRect();
+     const img = document.querySelector('[data-testid="grounding-image"]') ?? document.images[document.images.length - 1];
+     const i = img.getBoundingClientRect();
+     return b.width > 0 && b.height > 0 && b.left >= i.left - 1 && b.right <= i.right + 1 &&
+       b.top >= i.top - 1 && b.bottom <= i.bottom + 1;`, [css]);
+  return placed ? { box } : null;
 }
 
 test('a grounding answer streams in, its box is drawn, and both survive a restart', async (driver) => {
