@@ -4,7 +4,7 @@
 //
 //   APP_BIN=/abs/path/to/glimpse-app xvfb-run -a node e2e/app-webdriver.mjs
 import { spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
@@ -289,6 +289,36 @@ test('stopping mid-answer keeps the partial answer, marked interrupted', async (
     assert(answer.status === 'interrupted', `status after stop: ${answer.status}`);
     assert(answer.text.trim().length > 0, 'the partial answer was lost');
   });
+});
+
+test('a corrupt image and an unsupported file give a clear message, and the app keeps working', async (driver) => {
+  installGroundingModel(driver);
+  const dir = mkdtempSync(join(tmpdir(), 'glimpse-bad-'));
+  const broken = join(dir, 'broken.png');
+  const png = readFileSync(RED_SQUARE);
+  writeFileSync(broken, png.subarray(0, Math.floor(png.length / 2)));
+  const notes = join(dir, 'notes.txt');
+  writeFileSync(notes, 'not an image');
+  try {
+    await withApp(driver, async (session) => {
+      for (const [file, words] of [[broken, 'broken.png'], [notes, 'notes.txt']]) {
+        const input = await until('the attach-path input', () => find(driver, session, '[data-testid="attach-path"]'));
+        await typeInto(driver, session, input, file + ENTER);
+        const shown = await until(`an error naming ${words}`, async () => {
+          for (const id of await findAll(driver, session, '[data-testid="attach-error"], [data-testid="error"]')) {
+            const t = await text(driver, session, id);
+            if (t.includes(words)) return t;
+          }
+          return null;
+        });
+        assert(/cannot/.test(shown), `error text: ${shown}`);
+      }
+      // Still usable: a good image attaches afterwards.
+      await attachRedSquare(driver, session);
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 const TINY_CONFIG = {
