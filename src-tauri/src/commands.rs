@@ -1,6 +1,10 @@
 //! The IPC commands. Each is thin: gather what it needs from the app, call plain functions,
 //! map the error. Their TypeScript mirror is `ui/src/lib/ipc.ts`.
 
+pub mod chat;
+pub mod media;
+pub mod model;
+
 use serde::Serialize;
 use tauri::{AppHandle, Manager, Runtime};
 

@@ -94,6 +94,26 @@ pub enum AppError {
         needed_mib: u64,
         limit_mib: u64,
     },
+    /// A message was sent while an answer is still being generated; answers never interleave.
+    #[error("an answer is still being generated; stop it or wait for it to finish")]
+    Busy,
+
+    /// Sending needs a loaded model.
+    #[error("no model is loaded; load one from the model list first")]
+    NoModel,
+
+    /// The engine refused a model, an image or a prompt (the message says which and why).
+    #[error("{0}")]
+    Engine(#[from] glimpse_models::Error),
+
+    /// A message that cannot be regenerated or edited (no question yet, not a user message).
+    #[error("{0}")]
+    NothingToAnswer(String),
+
+    /// A worker thread or the file dialog ended without an answer.
+    #[error("a background task failed: {0}")]
+    TaskFailed(String),
+
     /// A model download failed; the inner error carries its own `kind`.
     #[error(transparent)]
     Download(#[from] crate::models::error::DownloadError),
@@ -118,6 +138,11 @@ impl AppError {
             Self::UnsupportedAttachment { .. } => "unsupportedAttachment",
             Self::AttachmentDecode { .. } => "attachmentDecode",
             Self::ImageTooLarge { .. } => "imageTooLarge",
+            Self::Busy => "busy",
+            Self::NoModel => "noModel",
+            Self::Engine(_) => "engine",
+            Self::NothingToAnswer(_) => "nothingToAnswer",
+            Self::TaskFailed(_) => "taskFailed",
             Self::Download(e) => e.kind(),
         }
     }

@@ -1,16 +1,42 @@
-//! Glimpse's desktop app: the window, the IPC commands, and (later) the engine behind them.
+//! Glimpse's desktop app: the window, the IPC commands, and the engine behind them.
 
 pub mod attachments;
+pub mod chat;
 pub mod commands;
 pub mod error;
 pub mod history;
 pub mod model_search;
 pub mod models;
+pub mod state;
+
+use tauri::Manager;
 
 /// Starts the app; returns when the last window closes.
 pub fn run() {
     tauri::Builder::default()
-        .invoke_handler(tauri::generate_handler![commands::app_status])
+        .setup(|app| {
+            let data_dir = app.path().app_data_dir()?;
+            app.manage(state::AppState::open(&data_dir)?);
+            Ok(())
+        })
+        .invoke_handler(tauri::generate_handler![
+            commands::app_status,
+            commands::model::load_model,
+            commands::model::loaded_model,
+            commands::media::import_attachment,
+            commands::media::paste_attachment,
+            commands::media::pick_attachments,
+            commands::chat::send_message,
+            commands::chat::regenerate,
+            commands::chat::edit_and_resend,
+            commands::chat::cancel_generation,
+            commands::chat::list_conversations,
+            commands::chat::create_conversation,
+            commands::chat::rename_conversation,
+            commands::chat::delete_conversation,
+            commands::chat::conversation_messages,
+            commands::chat::export_conversation,
+        ])
         .run(tauri::generate_context!())
         .expect("the Tauri runtime failed to start");
 }
