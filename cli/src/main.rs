@@ -29,7 +29,6 @@ struct Cli {
 
 #[derive(Subcommand)]
 // Parsed once per run; boxing the big variant would buy nothing.
-#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Answer a prompt about images and videos.
     Generate(Box<GenerateArgs>),
