@@ -256,6 +256,8 @@ test('a grounding answer streams in, its box is drawn, and both survive a restar
     assert(answer.text.includes('red square'), `answer text: ${answer.text}`);
     const { box } = await until(`a grounding-box at ${BBOX}`, () => groundingBox(driver, session));
     assert((await attr(driver, session, box, 'data-label')) === 'red square', 'box label');
+    // Bring the drawn box into view: the screenshot doubles as the README's picture of a real run.
+    await exec(driver, session, "document.querySelector('[data-testid=\"grounding-box\"]').scrollIntoView({block: 'center'})");
     await screenshot(driver, session, 'app-grounding.png');
   });
   await withApp(driver, async (session) => {
