@@ -4,6 +4,7 @@
 //
 //   APP_BIN=/abs/path/to/glimpse-app xvfb-run -a node e2e/app-webdriver.mjs
 import { spawn } from 'node:child_process';
+import { crc32, deflateSync } from 'node:zlib';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -317,6 +318,65 @@ test('a corrupt image and an unsupported file give a clear message, and the app 
       }
       // Still usable: a good image attaches afterwards.
       await attachRedSquare(driver, session);
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** A flat-colour RGB PNG: small on disk (rows after the first are "same as above"), but
+ * `width·height·3` bytes once decoded. */
+function flatPng(width, height, rgb) {
+  const stride = 1 + width * 3;
+  const raw = Buffer.alloc(stride * height); // filter 2 (Up) rows of zeros repeat the row above
+  raw[0] = 0;
+  for (let x = 0; x < width; x++) raw.set(rgb, 1 + x * 3);
+  for (let y = 1; y < height; y++) raw[y * stride] = 2;
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(type, 'ascii'), data]);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(body));
+    return Buffer.concat([len, body, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr.set([8, 2, 0, 0, 0], 8); // 8-bit RGB
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr), chunk('IDAT', deflateSync(raw)), chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+test('a 100-megapixel screenshot attaches with its capped token cost and is answered', async (driver) => {
+  installGroundingModel(driver);
+  const dir = mkdtempSync(join(tmpdir(), 'glimpse-huge-'));
+  const huge = join(dir, 'huge.png');
+  writeFileSync(huge, flatPng(10_000, 10_000, [0x3a, 0x6e, 0xa5]));
+  try {
+    await withApp(driver, async (session) => {
+      await loadGroundingModel(driver, session);
+      await setInput(driver, session, 'setting-temperature', 'Temperature', '0');
+      await setInput(driver, session, 'setting-max-new-tokens', 'Max new tokens', '4');
+      const input = await until('the attach-path input', () => find(driver, session, '[data-testid="attach-path"]'));
+      await typeInto(driver, session, input, huge + ENTER);
+      const chip = await until('the huge attachment', async () => {
+        for (const id of await findAll(driver, session, '[data-testid="attachment"]')) {
+          const t = await text(driver, session, id);
+          if (t.includes('10000×10000')) return t;
+        }
+        return null;
+      }, 60_000);
+      const tokens = Number(/(\d+) tokens/.exec(chip)?.[1]);
+      assert(tokens > 0 && tokens < 100_000, `a finite token cost is shown: ${chip}`);
+      await ask(driver, session, 'What colour is this?');
+      const answer = await until('an answer about the huge image', async () => {
+        const a = await lastAnswer(driver, session);
+        return a && a.status !== 'streaming' ? a : null;
+      }, 120_000);
+      assert(answer.status === 'complete', `answer status ${answer.status}: ${answer.text}`);
     });
   } finally {
     rmSync(dir, { recursive: true, force: true });
