@@ -2,6 +2,7 @@
 //! map the error. Their TypeScript mirror is `ui/src/lib/ipc.ts`.
 
 pub mod chat;
+pub mod link;
 pub mod media;
 pub mod model;
 

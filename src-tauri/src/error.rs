@@ -78,6 +78,11 @@ pub enum AppError {
     #[error("{name} cannot be attached: {reason}")]
     UnsupportedAttachment { name: String, reason: String },
 
+    /// A link from an answer was not opened (a scheme other than http/https/mailto, or the
+    /// system has no handler).
+    #[error("the link {url} was not opened: {reason}")]
+    LinkRefused { url: String, reason: String },
+
     /// The file claims to be an image but cannot be decoded.
     #[error("{name} looks like an image but cannot be read: {reason}")]
     AttachmentDecode { name: String, reason: String },
@@ -136,6 +141,7 @@ impl AppError {
             Self::UnknownAttachment(_) => "unknownAttachment",
             Self::AttachmentIo { .. } => "attachmentIo",
             Self::UnsupportedAttachment { .. } => "unsupportedAttachment",
+            Self::LinkRefused { .. } => "linkRefused",
             Self::AttachmentDecode { .. } => "attachmentDecode",
             Self::ImageTooLarge { .. } => "imageTooLarge",
             Self::Busy => "busy",

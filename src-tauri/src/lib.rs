@@ -36,6 +36,7 @@ pub fn run() {
             commands::chat::delete_conversation,
             commands::chat::conversation_messages,
             commands::chat::export_conversation,
+            commands::link::open_link,
         ])
         .run(tauri::generate_context!())
         .expect("the Tauri runtime failed to start");

@@ -250,6 +250,9 @@ export function installMockBackend(scenario: Scenario, options: MockOptions = {}
       case 'cancel_generation':
         if (running) running.cancel = true;
         return null;
+      case 'open_link':
+        // The real command opens the system browser; the mock only records the request.
+        return null;
       default:
         throw new Error(`the mock backend has no command ${cmd}`);
     }

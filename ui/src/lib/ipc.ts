@@ -172,6 +172,11 @@ export function pickAttachments(): Promise<Result<Attachment[]>> {
   return call<Attachment[]>('pick_attachments');
 }
 
+/** Opens an answer's link in the system browser (http, https and mailto only). */
+export function openLink(url: string): Promise<Result<void>> {
+  return call<void>('open_link', { url });
+}
+
 export function listConversations(search?: string): Promise<Result<ConversationSummary[]>> {
   return call<ConversationSummary[]>('list_conversations', search ? { search } : {});
 }
