@@ -21,7 +21,6 @@
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -51,22 +50,10 @@ impl FreeSpace for SystemFreeSpace {
     }
 }
 
-/// Stops a download between chunks. Pausing and cancelling are the same thing here: the partial
-/// blob is kept so the next [`Downloader::download`] resumes it; [`discard_partial`] throws it away.
-#[derive(Debug, Clone, Default)]
-pub struct CancelToken(Arc<AtomicBool>);
-
-impl CancelToken {
-    pub fn new() -> Self {
-        Self::default()
-    }
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-}
+/// Stops a download between chunks: the engine's token, shared so the app has one kind of
+/// cancel. Pausing and cancelling are the same thing here: the partial blob is kept so the next
+/// [`Downloader::download`] resumes it; [`discard_partial`] throws it away.
+pub use glimpse_models::generation::CancelToken;
 
 /// The files one download will fetch, resolved to a commit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
