@@ -197,11 +197,9 @@ impl Engine {
         } else {
             let flat = inputs.pixel_values_videos();
             let width = self.config.vision.patch_dim();
-            Some(Tensor::from_vec(
-                flat.clone(),
-                (flat.len() / width, width),
-                device,
-            )?)
+            // The flattened rows are ours already: move them into the tensor, no second copy.
+            let rows = flat.len() / width;
+            Some(Tensor::from_vec(flat, (rows, width), device)?)
         };
         let think_open = ends_inside_think(&inputs.text);
         Ok(Prepared {

@@ -8,6 +8,7 @@ pub mod history;
 pub mod model_search;
 pub mod models;
 pub mod state;
+pub mod time;
 
 use tauri::Manager;
 
