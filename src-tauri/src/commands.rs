@@ -3,6 +3,7 @@
 
 pub mod chat;
 pub mod link;
+pub mod manager;
 pub mod media;
 pub mod model;
 

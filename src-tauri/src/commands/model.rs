@@ -1,50 +1,109 @@
-//! Loading the model.
+//! Loading and unloading the model.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use glimpse_models::engine::{parse_dtype, DeviceKind, Engine, LoadOptions};
-use glimpse_models::qwen3_vl::config::Architecture;
+use glimpse_models::engine::{DeviceKind, Engine, LoadOptions};
+use glimpse_models::qwen3_vl::config::{Architecture, Config};
+use serde::Serialize;
+use tauri::ipc::Channel;
 use tauri::State;
 
 use crate::chat::run::{lock, LoadedModel};
 use crate::error::{AppError, Result};
+use crate::models::catalog::Dtype;
+use crate::models::load_check::{
+    self, check_load, dtype_name, engine_stage, resident_bytes, Backends, LoadProgress, LoadRequest,
+};
+use crate::models::system::{detect_gpu, SystemInfo};
+use crate::models::validate::{validate, Validation};
 use crate::state::{AppState, ModelInfo};
 
-/// Loads the checkpoint in `path` on a blocking thread, replacing the loaded model. The old
-/// one is dropped first so two models never share memory.
+/// Loads the checkpoint in `path` on a blocking thread, replacing the loaded model. The folder
+/// is validated and the device, dtype and memory checked first (a refusal says why); the old
+/// model is dropped before the new one loads so two never share memory. Stages stream through
+/// `on_progress`; the answer includes the memory the model took.
 #[tauri::command]
 pub async fn load_model(
     state: State<'_, AppState>,
     path: String,
     device: Option<String>,
     dtype: Option<String>,
+    on_progress: Channel<LoadProgress>,
 ) -> Result<ModelInfo> {
     let device: DeviceKind = device.as_deref().unwrap_or("cpu").parse()?;
-    let dtype_name = dtype.unwrap_or_else(|| {
-        // Half precision on accelerators; f32 on the CPU, where candle's bf16 matmuls are slow.
-        if device == DeviceKind::Cpu {
-            "f32"
-        } else {
-            "bf16"
-        }
-        .to_owned()
-    });
-    let dtype = parse_dtype(&dtype_name)?;
+    // Half precision on accelerators; f32 on the CPU, where candle's bf16 matmuls are slow.
+    let default = if device == DeviceKind::Cpu {
+        "f32"
+    } else {
+        "bf16"
+    };
+    let dtype_text = dtype.unwrap_or_else(|| default.to_owned());
+    let candle_dtype = glimpse_models::engine::parse_dtype(&dtype_text)?;
+    let dtype = load_check::parse_dtype(&dtype_text).unwrap_or(Dtype::F32);
     let _busy = state.slot.begin()?;
-    *lock(&state.model_info) = None;
-    *lock(&state.vision) = None;
-    let engine = state.engine.clone();
+    let send = move |p: LoadProgress| {
+        let _ = on_progress.send(p);
+    };
+    send(load_check::progress("checking"));
     let dir = PathBuf::from(&path);
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.clone());
-    let (loaded, load_ms) = tauri::async_runtime::spawn_blocking(move || {
+    let freed_by_unload = lock(&state.model_info)
+        .as_ref()
+        .and_then(|m| m.memory_bytes)
+        .unwrap_or(0);
+    let engine = state.engine.clone();
+    let check_dir = dir.clone();
+    let check_name = name.clone();
+    let warnings = tauri::async_runtime::spawn_blocking(move || {
+        let parameters = match validate(&check_dir) {
+            Validation::Usable { parameters, .. } => parameters,
+            Validation::Unusable { reason } => {
+                return Err(AppError::UnusableModel {
+                    path: check_dir.display().to_string(),
+                    reason,
+                })
+            }
+        };
+        let config = Config::from_dir(&check_dir)?;
+        let gpu = (device == DeviceKind::Cuda).then(detect_gpu).flatten();
+        let system = SystemInfo::detect(gpu);
+        Ok(check_load(&LoadRequest {
+            model: &check_name,
+            config: &config,
+            parameters,
+            device,
+            dtype,
+            backends: Backends::compiled(),
+            system: &system,
+            freed_by_unload,
+        })?)
+    })
+    .await
+    .map_err(|e| AppError::TaskFailed(e.to_string()))??;
+
+    *lock(&state.model_info) = None;
+    *lock(&state.vision) = None;
+    let (loaded, load_ms, memory_bytes) = tauri::async_runtime::spawn_blocking(move || {
+        send(load_check::progress("unloading"));
         *lock(&engine) = None;
+        let before = resident_bytes();
         let start = Instant::now();
-        let loaded = Engine::load(&dir, &LoadOptions { device, dtype })?;
+        let loaded = Engine::load_with(
+            &dir,
+            &LoadOptions {
+                device,
+                dtype: candle_dtype,
+            },
+            &mut |stage| send(engine_stage(stage)),
+        )?;
         let load_ms = start.elapsed().as_millis() as u64;
+        let memory = before
+            .zip(resident_bytes())
+            .map(|(b, a)| a.saturating_sub(b));
         let loaded = LoadedModel::new(loaded, name);
         let out = (
             loaded.engine.config.architecture,
@@ -52,7 +111,7 @@ pub async fn load_model(
             loaded.name.clone(),
         );
         *lock(&engine) = Some(loaded);
-        Ok::<_, AppError>((out, load_ms))
+        Ok::<_, AppError>((out, load_ms, memory))
     })
     .await
     .map_err(|e| AppError::TaskFailed(e.to_string()))??;
@@ -69,16 +128,40 @@ pub async fn load_model(
             DeviceKind::Cuda => "cuda",
             DeviceKind::Metal => "metal",
         },
-        dtype: match dtype_name.as_str() {
-            "bf16" => "bf16",
-            "f16" => "f16",
-            _ => "f32",
-        },
+        dtype: dtype_name(dtype),
         load_ms,
+        memory_bytes,
+        warnings,
     };
     *lock(&state.vision) = Some(budget);
     *lock(&state.model_info) = Some(info.clone());
     Ok(info)
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Unloaded {
+    /// How much the process's resident memory shrank (`None` where not measurable).
+    pub freed_bytes: Option<u64>,
+}
+
+/// Drops the loaded model and frees its memory; refused while an answer is being generated.
+#[tauri::command]
+pub async fn unload_model(state: State<'_, AppState>) -> Result<Unloaded> {
+    let _busy = state.slot.begin()?;
+    *lock(&state.model_info) = None;
+    *lock(&state.vision) = None;
+    let engine = state.engine.clone();
+    tauri::async_runtime::spawn_blocking(move || {
+        let before = resident_bytes();
+        *lock(&engine) = None;
+        let freed_bytes = before
+            .zip(resident_bytes())
+            .map(|(b, a)| b.saturating_sub(a));
+        Unloaded { freed_bytes }
+    })
+    .await
+    .map_err(|e| AppError::TaskFailed(e.to_string()))
 }
 
 #[tauri::command]
