@@ -13,7 +13,7 @@
 // add-folder-path, loaded-model, plus the chat's attach-path, composer, send, message.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -23,6 +23,7 @@ import { assert, run, test } from './harness.mjs';
 const APP = process.env.APP_BIN;
 const DRIVER = process.env.WEBKIT_WEBDRIVER ?? '/usr/bin/WebKitWebDriver';
 const FIXTURES = join(import.meta.dirname, '..', '..', 'tests', 'fixtures');
+const SHOTS = join(import.meta.dirname, '..', 'test-results');
 const MODEL = join(FIXTURES, 'models', 'grounding');
 const RED_SQUARE = join(FIXTURES, 'media', 'redsquare_128x96.png');
 const PROMPT = 'Locate the red square, output its bbox coordinates using JSON format.';
@@ -177,6 +178,7 @@ async function withApp(driver, fn) {
     click: (id) => call('POST', `/element/${id}/click`, {}),
     type: (id, value) => call('POST', `/element/${id}/value`, { text: value }),
     exec: (script, args = []) => call('POST', '/execute/sync', { script, args }),
+    screenshot: () => call('GET', '/screenshot'),
     /** Polls `f` until it returns something truthy. */
     async until(what, f, ms = 30_000) {
       const end = Date.now() + ms;
@@ -209,6 +211,13 @@ async function withApp(driver, fn) {
 }
 
 // ---- Steps ----
+
+async function screenshot(page, name) {
+  mkdirSync(SHOTS, { recursive: true });
+  // WebKit paints a little after the DOM changes; let the frame catch up.
+  await sleep(300);
+  writeFileSync(join(SHOTS, name), Buffer.from(await page.screenshot(), 'base64'));
+}
 
 async function openManager(page) {
   await page.clickOn('[data-testid="open-manager"], [data-testid="header-manager"]', 'a way into the model manager');
@@ -285,7 +294,10 @@ test('a fresh start downloads the recommended model from the hub, verifies it, l
       assert(existsSync(join(blobs, weights.sha256)), `no verified weights blob in ${blobs}`);
       assert(!readdirSync(blobs).some((b) => b.endsWith('.incomplete')), 'partial files left behind');
 
-      await loadLocal(page, repo);
+      await screenshot(page, 'app-manager-downloaded.png');
+      const badge = await page.text(await loadLocal(page, repo));
+      console.log(`     loaded: ${badge}`);
+      assert(badge.startsWith(repo) && /· \d+(\.\d)? [kMG]?B$/.test(badge), `badge names the repo and the memory taken: ${badge}`);
       await askAboutRedSquare(page);
     })));
 
@@ -299,6 +311,13 @@ test('a download interrupted by quitting the app is offered for resuming and res
         repo = await page.text(await page.until('the recommendation', () => page.find('[data-testid="recommended-repo"]')));
         hub.log.length = 0;
         await page.clickOn('[data-testid="download-recommended"]');
+        // Progress streams from the back end: speed and time left show while the weights arrive.
+        const speed = await page.until('the download speed', () => page.find('[data-testid="download-speed"]'), 30_000);
+        const shown = await page.text(speed);
+        assert(/[kMG]?B\/s$/.test(shown), `speed: ${shown}`);
+        const total = await page.text(await page.find('[data-testid="download-total"]'));
+        console.log(`     while downloading: ${total} · ${shown}`);
+        await screenshot(page, 'app-manager-downloading.png');
         // Quit once part of the weights has arrived.
         await page.until('part of the weights', () => hub.log.some((r) => r.path.endsWith('.safetensors')), 30_000);
         await sleep(600);

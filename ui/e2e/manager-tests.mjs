@@ -75,7 +75,7 @@ export function managerTests(open) {
     assert(text.includes(RECOMMENDED) && text.includes('8.9 GB'), `badge: ${text}`);
     assert(await page.getByTestId('model-manager').count() === 0, 'the manager stayed open');
     const load = (await page.evaluate(() => window.__mockCalls)).find((c) => c.cmd === 'load_model');
-    assert(load.args.device === 'cpu' && load.args.dtype === 'f32', `load args: ${JSON.stringify(load.args)}`);
+    assert(load.args.device === 'cpu' && load.args.dtype === 'auto', `load args: ${JSON.stringify(load.args)}`);
     assert(errors.length === 0, `page errors: ${errors.join('; ')}`);
   });
 

@@ -192,7 +192,7 @@ export function installMockBackend(scenario: Scenario, options: MockOptions = {}
           name: found.name,
           architecture: found.architecture,
           device: (args.device as ModelInfo['device']) ?? 'cpu',
-          dtype: (args.dtype as ModelInfo['dtype']) ?? 'f32',
+          dtype: args.dtype === undefined || args.dtype === 'auto' ? 'f32' : (args.dtype as ModelInfo['dtype']),
           loadMs: 1234,
           memoryBytes: 8_900_000_000,
           warnings: args.dtype === 'bf16' && args.device !== 'cuda' ? ['bf16 on the CPU works but is several times slower than f32'] : [],

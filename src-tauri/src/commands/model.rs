@@ -4,23 +4,23 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use glimpse_models::engine::{DeviceKind, Engine, LoadOptions};
-use glimpse_models::qwen3_vl::config::{Architecture, Config};
+use glimpse_models::qwen3_vl::config::Architecture;
 use serde::Serialize;
 use tauri::ipc::Channel;
 use tauri::State;
 
 use crate::chat::run::{lock, LoadedModel};
 use crate::error::{AppError, Result};
-use crate::models::catalog::Dtype;
 use crate::models::load_check::{
-    self, check_load, dtype_name, engine_stage, resident_bytes, Backends, LoadProgress, LoadRequest,
+    self, dtype_name, engine_stage, preflight, resident_bytes, Backends, LoadProgress, Preflight,
 };
+use crate::models::local::display_name;
 use crate::models::system::{detect_gpu, SystemInfo};
-use crate::models::validate::{validate, Validation};
 use crate::state::{AppState, ModelInfo};
 
 /// Loads the checkpoint in `path` on a blocking thread, replacing the loaded model. The folder
-/// is validated and the device, dtype and memory checked first (a refusal says why); the old
+/// is validated and the device, dtype and memory checked first (a refusal says why; without a
+/// dtype, or with `auto`, the CPU gets f32 when it fits, else bf16); the old
 /// model is dropped before the new one loads so two never share memory. Stages stream through
 /// `on_progress`; the answer includes the memory the model took.
 #[tauri::command]
@@ -32,58 +32,43 @@ pub async fn load_model(
     on_progress: Channel<LoadProgress>,
 ) -> Result<ModelInfo> {
     let device: DeviceKind = device.as_deref().unwrap_or("cpu").parse()?;
-    // Half precision on accelerators; f32 on the CPU, where candle's bf16 matmuls are slow.
-    let default = if device == DeviceKind::Cpu {
-        "f32"
-    } else {
-        "bf16"
+    let dtype = match dtype.as_deref() {
+        None | Some("auto") => None,
+        Some(text) => Some(load_check::parse_dtype(text).ok_or_else(|| {
+            glimpse_models::Error::bad_config(
+                "dtype",
+                format!("`{text}` is not one of f32, bf16, f16"),
+            )
+        })?),
     };
-    let dtype_text = dtype.unwrap_or_else(|| default.to_owned());
-    let candle_dtype = glimpse_models::engine::parse_dtype(&dtype_text)?;
-    let dtype = load_check::parse_dtype(&dtype_text).unwrap_or(Dtype::F32);
     let _busy = state.slot.begin()?;
     let send = move |p: LoadProgress| {
         let _ = on_progress.send(p);
     };
     send(load_check::progress("checking"));
     let dir = PathBuf::from(&path);
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.clone());
+    let name = display_name(&dir);
     let freed_by_unload = lock(&state.model_info)
         .as_ref()
         .and_then(|m| m.memory_bytes)
         .unwrap_or(0);
     let engine = state.engine.clone();
     let check_dir = dir.clone();
-    let check_name = name.clone();
-    let warnings = tauri::async_runtime::spawn_blocking(move || {
-        let parameters = match validate(&check_dir) {
-            Validation::Usable { parameters, .. } => parameters,
-            Validation::Unusable { reason } => {
-                return Err(AppError::UnusableModel {
-                    path: check_dir.display().to_string(),
-                    reason,
-                })
-            }
-        };
-        let config = Config::from_dir(&check_dir)?;
+    let Preflight { dtype, warnings } = tauri::async_runtime::spawn_blocking(move || {
         let gpu = (device == DeviceKind::Cuda).then(detect_gpu).flatten();
         let system = SystemInfo::detect(gpu);
-        Ok(check_load(&LoadRequest {
-            model: &check_name,
-            config: &config,
-            parameters,
+        preflight(
+            &check_dir,
             device,
             dtype,
-            backends: Backends::compiled(),
-            system: &system,
+            Backends::compiled(),
+            &system,
             freed_by_unload,
-        })?)
+        )
     })
     .await
     .map_err(|e| AppError::TaskFailed(e.to_string()))??;
+    let candle_dtype = glimpse_models::engine::parse_dtype(dtype_name(dtype))?;
 
     *lock(&state.model_info) = None;
     *lock(&state.vision) = None;

@@ -4,11 +4,15 @@
 
 use glimpse_models::engine::{DeviceKind, LoadStage};
 use glimpse_models::qwen3_vl::Config;
+use std::path::Path;
+
 use serde::Serialize;
 
 use super::catalog::{Dtype, CONTEXT_TOKENS, RUNTIME_ALLOWANCE};
 use super::error::human_bytes;
 use super::system::SystemInfo;
+use super::validate::{validate, Validation};
+use crate::error::AppError;
 
 /// The GPU back ends this binary was compiled with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -140,6 +144,82 @@ pub fn check_load(req: &LoadRequest) -> Result<Vec<String>, LoadRefusal> {
     Ok(warnings)
 }
 
+/// What [`preflight`] decided: the dtype to load in, and the warnings to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preflight {
+    pub dtype: Dtype,
+    pub warnings: Vec<String>,
+}
+
+/// Everything checked before a load: the folder validates, and the device, dtype and memory work.
+/// Without a `dtype`, an accelerator gets bf16 and the CPU f32 (its fast path) when that fits in
+/// memory, else bf16 with a warning saying why.
+pub fn preflight(
+    dir: &Path,
+    device: DeviceKind,
+    dtype: Option<Dtype>,
+    backends: Backends,
+    system: &SystemInfo,
+    freed_by_unload: u64,
+) -> crate::error::Result<Preflight> {
+    let parameters = match validate(dir) {
+        Validation::Usable { parameters, .. } => parameters,
+        Validation::Unusable { reason } => {
+            return Err(AppError::UnusableModel {
+                path: dir.display().to_string(),
+                reason,
+            })
+        }
+    };
+    let config = Config::from_dir(dir)?;
+    let name = dir.file_name().map_or_else(
+        || dir.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let request = |dtype| LoadRequest {
+        model: &name,
+        config: &config,
+        parameters,
+        device,
+        dtype,
+        backends,
+        system,
+        freed_by_unload,
+    };
+    let chosen = match dtype {
+        Some(d) => d,
+        None if device != DeviceKind::Cpu => Dtype::Bf16,
+        None => match check_load(&request(Dtype::F32)) {
+            Ok(warnings) => {
+                return Ok(Preflight {
+                    dtype: Dtype::F32,
+                    warnings,
+                })
+            }
+            Err(LoadRefusal::NotEnoughMemory { needed, .. }) => {
+                let mut warnings = check_load(&request(Dtype::Bf16))?;
+                warnings.insert(
+                    0,
+                    format!(
+                        "loaded in bf16 because f32 would need about {}, more than is free",
+                        human_bytes(needed)
+                    ),
+                );
+                return Ok(Preflight {
+                    dtype: Dtype::Bf16,
+                    warnings,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
+    let warnings = check_load(&request(chosen))?;
+    Ok(Preflight {
+        dtype: chosen,
+        warnings,
+    })
+}
+
 pub fn dtype_name(d: Dtype) -> &'static str {
     match d {
         Dtype::Bf16 => "bf16",
@@ -213,7 +293,6 @@ pub fn resident_bytes() -> Option<u64> {
 mod tests {
     use super::*;
     use crate::models::system::GpuInfo;
-    use std::path::Path;
 
     const GIB: u64 = 1 << 30;
 
@@ -315,6 +394,62 @@ mod tests {
         assert_eq!(weights, 2000);
         let kv = 2 * (t.num_hidden_layers * t.num_key_value_heads * t.head_dim) as u64 * 2;
         assert_eq!(total, 2000 + kv * CONTEXT_TOKENS + RUNTIME_ALLOWANCE);
+    }
+
+    fn fixture() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/grounding")
+    }
+
+    const CPU_ONLY: Backends = Backends {
+        cuda: false,
+        metal: false,
+    };
+
+    #[test]
+    fn preflight_picks_f32_on_the_cpu_when_it_fits_else_bf16_with_a_reason() {
+        let dir = fixture();
+        let roomy = system(16 * GIB, None);
+        let p = preflight(&dir, DeviceKind::Cpu, None, CPU_ONLY, &roomy, 0).unwrap();
+        assert_eq!((p.dtype, p.warnings.len()), (Dtype::F32, 0));
+        // The fixture is tiny; what decides is weights + KV + the 1 GiB allowance. Between the
+        // bf16 and the f32 need, only bf16 fits.
+        let config = Config::from_dir(&dir).unwrap();
+        let parameters = match validate(&dir) {
+            Validation::Usable { parameters, .. } => parameters,
+            v => panic!("{v:?}"),
+        };
+        let (_, bf16) = memory_need(&config, parameters, Dtype::Bf16);
+        let (_, f32) = memory_need(&config, parameters, Dtype::F32);
+        let tight = system((bf16 + f32) / 2, None);
+        let p = preflight(&dir, DeviceKind::Cpu, None, CPU_ONLY, &tight, 0).unwrap();
+        assert_eq!(p.dtype, Dtype::Bf16);
+        assert!(p.warnings[0].contains("f32 would need"), "{:?}", p.warnings);
+        assert!(p.warnings[1].contains("slower"), "{:?}", p.warnings);
+        // An explicit choice is checked as asked.
+        let err =
+            preflight(&dir, DeviceKind::Cpu, Some(Dtype::F32), CPU_ONLY, &tight, 0).unwrap_err();
+        assert_eq!(err.kind(), "notEnoughMemory");
+        let none = system(bf16 / 2, None);
+        let err = preflight(&dir, DeviceKind::Cpu, None, CPU_ONLY, &none, 0).unwrap_err();
+        assert_eq!(err.kind(), "notEnoughMemory");
+        let err = preflight(&dir, DeviceKind::Cuda, None, CPU_ONLY, &roomy, 0).unwrap_err();
+        assert_eq!(err.kind(), "deviceNotCompiled");
+    }
+
+    #[test]
+    fn preflight_refuses_a_broken_folder_with_the_validation_reason() {
+        let tmp = tempfile::tempdir().unwrap();
+        let err = preflight(
+            tmp.path(),
+            DeviceKind::Cpu,
+            None,
+            CPU_ONLY,
+            &system(16 * GIB, None),
+            0,
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), "unusableModel");
+        assert!(err.to_string().contains("config.json"), "{err}");
     }
 
     #[test]

@@ -116,6 +116,26 @@ pub fn list_local(locations: &[SearchLocation], user_folders: &[PathBuf]) -> Res
     })
 }
 
+/// How a model folder is named in the UI and the history: `org/name` for a Hugging Face cache
+/// snapshot (`models--org--name/snapshots/<commit>`), else the folder's own name.
+pub fn display_name(dir: &Path) -> String {
+    let hub_repo = || {
+        let parent = dir.parent()?;
+        if parent.file_name()? != "snapshots" {
+            return None;
+        }
+        let repo = parent
+            .parent()?
+            .file_name()?
+            .to_str()?
+            .strip_prefix("models--")?;
+        Some(repo.replacen("--", "/", 1))
+    };
+    hub_repo()
+        .or_else(|| Some(dir.file_name()?.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| dir.display().to_string())
+}
+
 /// Repositories under a hub cache with `.incomplete` blobs, and how many bytes those hold.
 pub fn partial_downloads_in(cache: &Path) -> Result<Vec<PartialDownload>> {
     let unreadable = |source| AppError::UnreadableFolder {
@@ -248,6 +268,15 @@ mod tests {
             let e = e.unwrap();
             std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
         }
+    }
+
+    #[test]
+    fn hub_snapshots_are_named_by_their_repository() {
+        let hub = Path::new("/c/hub/models--Qwen--Qwen3-VL-4B-Instruct/snapshots/5b1e0c");
+        assert_eq!(display_name(hub), "Qwen/Qwen3-VL-4B-Instruct");
+        assert_eq!(display_name(Path::new("/m/my-tiny-vl")), "my-tiny-vl");
+        assert_eq!(display_name(Path::new("/x/snapshots/abc")), "abc");
+        assert_eq!(display_name(Path::new("/")), "/");
     }
 
     #[test]

@@ -74,6 +74,8 @@ export function appStatus(): Promise<Result<AppStatus>> {
 
 export type Device = 'cpu' | 'cuda' | 'metal';
 export type DType = 'f32' | 'bf16' | 'f16';
+/** `auto`: the back end picks (f32 on the CPU when it fits in memory, else bf16). */
+export type DTypeChoice = DType | 'auto';
 
 export interface ModelInfo {
   path: string;
@@ -159,7 +161,7 @@ export type ExportFormat = 'markdown' | 'json';
 export function loadModel(
   path: string,
   device?: Device,
-  dtype?: DType,
+  dtype?: DTypeChoice,
   onProgress: (progress: LoadProgress) => void = () => {},
 ): Promise<Result<ModelInfo>> {
   const ch = new Channel<LoadProgress>();

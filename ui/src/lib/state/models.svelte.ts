@@ -6,7 +6,7 @@ import {
   unloadModel,
   type AppError,
   type AppStatus,
-  type DType,
+  type DTypeChoice,
   type Device,
   type LoadProgress,
   type ModelInfo,
@@ -21,7 +21,7 @@ export class ModelsState {
   progress = $state<LoadProgress | null>(null);
   error = $state<AppError | null>(null);
   device = $state<Device>('cpu');
-  dtype = $state<DType>('f32');
+  dtype = $state<DTypeChoice>('auto');
 
   async refresh(): Promise<void> {
     const status = await appStatus();
