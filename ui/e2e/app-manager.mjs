@@ -42,7 +42,7 @@ async function startHub() {
     const gitSha = createHash('sha1').update(`blob ${bytes.length}\0`).update(bytes).digest('hex');
     return { name, bytes, sha256, gitSha, lfs: name.endsWith('.safetensors') };
   });
-  const hub = { log: [], slowMs: 0 };
+  const hub = { log: [], slowMs: 0, corrupt: false };
   const server = createHttpServer(async (req, res) => {
     const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
     hub.log.push({ method: req.method, path, range: req.headers.range });
@@ -71,6 +71,11 @@ async function startHub() {
     headers['content-length'] = String(body.length);
     res.writeHead(from > 0 ? 206 : 200, headers);
     if (req.method === 'HEAD') return res.end();
+    if (file.lfs && hub.corrupt) {
+      const bad = Buffer.from(body);
+      bad[0] ^= 0xff;
+      return res.end(bad);
+    }
     if (!file.lfs || hub.slowMs === 0) return res.end(body);
     for (let at = 0; at < body.length && !res.destroyed; at += 32 * 1024) {
       res.write(body.subarray(at, at + 32 * 1024));
@@ -364,6 +369,34 @@ test('a folder added by typing its path is validated, loads and answers', () =>
         rmSync(dir, { recursive: true, force: true });
       }
     })));
+
+test('an unreachable hub and a corrupt download are clear messages, and a retry recovers', async () => {
+  const closed = { endpoint: `http://127.0.0.1:${await freePort()}` };
+  await withDriver(closed, (driver) =>
+    withApp(driver, async (page) => {
+      await openManager(page);
+      await page.clickOn('[data-testid="download-recommended"]');
+      const error = await page.until('the download error', () => page.find('[data-testid="download-error"]'));
+      assert((await page.attr(error, 'data-kind')) === 'offline', 'error kind');
+      const message = await page.text(error);
+      assert(message.includes('cannot reach the model hub') && message.includes(closed.endpoint), `message: ${message}`);
+    }));
+  await withDriver(hub, (driver) =>
+    withApp(driver, async (page) => {
+      await openManager(page);
+      hub.corrupt = true;
+      try {
+        await page.clickOn('[data-testid="download-recommended"]');
+        const error = await page.until('the checksum error', () => page.find('[data-testid="download-error"]'), 60_000);
+        assert((await page.attr(error, 'data-kind')) === 'checksumMismatch', 'error kind');
+        assert((await page.text(error)).includes('model.safetensors is corrupt'), 'message');
+      } finally {
+        hub.corrupt = false;
+      }
+      await page.clickOn('[data-testid="resume-download"]', 'the Try again button');
+      await page.until('the retried download to finish', () => page.find('[data-testid="download-progress"][data-status="complete"]'), 60_000);
+    }));
+});
 
 await run({
   async before() {
