@@ -369,6 +369,19 @@ mod tests {
             v => panic!("empty is usable: {v:?}"),
         }
         assert!(by_name("Qwen/Half").is_none(), "{:?}", local.models);
+        // ui/src/lib/ipc.ts (LocalModels) mirrors these names.
+        let json = serde_json::to_value(&local).unwrap();
+        assert_eq!(json["partialDownloads"][0]["keptBytes"], 1234);
+        let mine_json = json["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["source"] == "userFolder")
+            .unwrap();
+        assert_eq!(mine_json["validation"]["status"], "usable");
+        assert!(mine_json["validation"]["weightBytes"].is_u64());
+        assert!(mine_json["validation"]["summary"].is_string());
+        assert_eq!(json["locations"][0]["kind"], "appData");
         assert_eq!(
             local.partial_downloads,
             vec![PartialDownload {

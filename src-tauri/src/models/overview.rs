@@ -154,6 +154,33 @@ mod tests {
     }
 
     #[test]
+    fn crosses_ipc_with_the_names_the_ui_reads() {
+        // ui/src/lib/ipc.ts (CatalogView) mirrors these.
+        let view = catalog_view(machine(24, Some(8)), CPU_ONLY, "http://hub".into());
+        let json = serde_json::to_value(&view).unwrap();
+        assert!(json["system"]["totalRamBytes"].is_u64());
+        assert_eq!(json["system"]["gpu"]["totalVramBytes"], 8 * GIB);
+        assert_eq!(
+            json["backends"],
+            serde_json::json!({"cuda": false, "metal": false})
+        );
+        let row = &json["rows"][0];
+        assert_eq!(row["entry"]["repo"], "Qwen/Qwen3-VL-2B-Instruct");
+        assert_eq!(row["entry"]["flavour"], "instruct");
+        assert!(row["entry"]["downloadBytes"].is_u64());
+        assert_eq!(row["entry"]["memory"][0]["dtype"], "bf16");
+        assert!(row["entry"]["memory"][0]["totalBytes"].is_u64());
+        assert_eq!(row["fits"][0]["fitsCpu"], true);
+        // A GPU this build cannot use counts as none.
+        assert!(row["fits"][0]["fitsGpu"].is_null());
+        let rec = &json["recommendation"];
+        assert_eq!(rec["device"], "cpu");
+        assert_eq!(rec["dtype"], "bf16");
+        assert!(rec["reason"].as_str().unwrap().contains("RAM"));
+        assert_eq!(json["endpoint"], "http://hub");
+    }
+
+    #[test]
     fn too_small_a_machine_has_no_recommendation() {
         assert!(catalog_view(machine(2, None), CPU_ONLY, String::new())
             .recommendation
