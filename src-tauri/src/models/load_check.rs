@@ -461,6 +461,27 @@ mod tests {
     }
 
     #[test]
+    fn an_engine_load_reports_every_stage_in_order() {
+        use glimpse_models::engine::{Engine, LoadOptions};
+        let mut seen = Vec::new();
+        Engine::load_with(&fixture(), &LoadOptions::default(), &mut |s| {
+            seen.push(engine_stage(s).step)
+        })
+        .unwrap();
+        assert_eq!(seen, vec![3, 4, 5, 6, 7]);
+        // A failing load stops at the stage that failed.
+        let tmp = tempfile::tempdir().unwrap();
+        let mut seen = Vec::new();
+        assert!(
+            Engine::load_with(tmp.path(), &LoadOptions::default(), &mut |s| {
+                seen.push(engine_stage(s).stage)
+            })
+            .is_err()
+        );
+        assert_eq!(seen, vec!["readingConfig"]);
+    }
+
+    #[test]
     fn resident_memory_is_measured_and_grows_with_an_allocation() {
         let before = resident_bytes().expect("RSS on this OS");
         let block = vec![1u8; 64 << 20];
