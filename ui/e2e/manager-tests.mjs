@@ -5,6 +5,7 @@
 // Stable test ids the manager exposes (also used by e2e/app-manager.mjs against the real app):
 //   open-manager (no-model panel button), header-manager (header button), model-manager (the view),
 //   close-manager, system-info, recommended, recommended-repo, download-recommended,
+//   load-recommended, load-downloaded,
 //   catalog, catalog-row[data-repo], catalog-download,
 //   download-progress[data-repo][data-status], download-status, download-total, download-speed,
 //   download-eta, download-file, pause-download, resume-download, cancel-download,
@@ -66,6 +67,9 @@ export function managerTests(open) {
     const local = page.locator('[data-testid="local-model"][data-usable="true"]', { hasText: RECOMMENDED });
     await local.waitFor({ timeout: 5_000 });
     assert(await page.getByTestId('download-recommended').count() === 0, 'download button still offered');
+    // Loading is one click away from both the finished download and the recommendation.
+    assert(await progress.getByTestId('load-downloaded').count() === 1, 'no Load on the finished download');
+    assert(await page.getByTestId('load-recommended').count() === 1, 'no Load on the recommendation');
 
     await local.getByTestId('local-load').click();
     // Loading returns to the chat, with the model and its memory in the badge.
