@@ -335,16 +335,50 @@ test('a download interrupted by quitting the app is offered for resuming and res
       await openManager(page);
       await page.until('the unfinished download', () => page.find(`[data-testid="partial-download"][data-repo="${repo}"]`));
       hub.log.length = 0;
-      await page.clickOn('[data-testid="resume-partial"]');
+      hub.slowMs = 100;
+      try {
+        await page.clickOn('[data-testid="resume-partial"]');
+        // Pause it again from the UI, then resume: each run continues where the last stopped.
+        await page.until('the resumed transfer', () => page.find('[data-testid="download-speed"]'), 30_000);
+        await page.clickOn('[data-testid="pause-download"]');
+        await page.until('the pause', () => page.find(downloadCss(repo, 'paused')), 30_000);
+      } finally {
+        hub.slowMs = 0;
+      }
+      await page.clickOn('[data-testid="resume-download"]');
       await page.until('the resumed download to finish', async () => {
         if (await page.find(downloadCss(repo, 'failed'))) throw new Error('the download failed');
         return page.find(downloadCss(repo, 'complete'));
       }, 60_000);
-      const ranged = hub.log.filter((r) => r.path.endsWith('.safetensors') && /^bytes=[1-9]\d*-$/.test(r.range ?? ''));
-      assert(ranged.length === 1, `weights requests after the restart: ${JSON.stringify(hub.log)}`);
+      const starts = hub.log
+        .filter((r) => r.path.endsWith('.safetensors'))
+        .map((r) => Number(/^bytes=(\d+)-$/.exec(r.range ?? '')?.[1] ?? 0));
+      assert(starts.length === 2 && starts[0] > 0 && starts[1] > starts[0],
+        `weights requests after the restart start at ${starts} (${JSON.stringify(hub.log)})`);
       await page.until('the model listed as usable', () => page.find('[data-testid="local-model"][data-usable="true"]'));
     });
   }));
+
+test('cancelling a download deletes its partial files', () =>
+  withDriver(hub, (driver) =>
+    withApp(driver, async (page) => {
+      await openManager(page);
+      const repo = await page.text(await page.until('the recommendation', () => page.find('[data-testid="recommended-repo"]')));
+      hub.slowMs = 100;
+      try {
+        await page.clickOn('[data-testid="download-recommended"]');
+        await page.until('the transfer', () => page.find('[data-testid="download-speed"]'), 30_000);
+        await page.clickOn('[data-testid="cancel-download"]');
+        await page.until('the cancel', () => page.find(downloadCss(repo, 'cancelled')), 30_000);
+      } finally {
+        hub.slowMs = 0;
+      }
+      // Everything the download wrote is gone, so nothing half-made is listed either.
+      const repoDir = join(driver.home, '.cache/huggingface/hub', `models--${repo.replace('/', '--')}`);
+      assert(!existsSync(repoDir), `left behind: ${existsSync(repoDir) ? readdirSync(join(repoDir, 'blobs')) : ''}`);
+      await page.until('the empty local list', () => page.find('[data-testid="no-local-models"]'));
+      assert(!(await page.find('[data-testid="partial-download"]')), 'still offered for resuming');
+    })));
 
 test('a folder added by typing its path is validated, loads and answers', () =>
   withDriver(hub, (driver) =>

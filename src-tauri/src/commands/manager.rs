@@ -9,8 +9,8 @@ use tauri::{AppHandle, Manager, Runtime, State};
 use super::search_locations;
 use crate::error::{AppError, Result};
 use crate::models::catalog::catalog;
-use crate::models::download::{discard_partial, DownloadEvent, DownloadOutcome, Downloader};
-use crate::models::downloads::run_download;
+use crate::models::download::{DownloadEvent, DownloadOutcome, Downloader};
+use crate::models::downloads::{discard_download, run_download};
 use crate::models::load_check::Backends;
 use crate::models::local::{list_local, LocalModels};
 use crate::models::manager_state::ManagerState;
@@ -132,8 +132,8 @@ pub fn pause_download(state: State<'_, ManagerState>, repo: String) -> bool {
     state.downloads.pause(&repo)
 }
 
-/// Stops a download and deletes its partial files; with none running (a download stopped in an
-/// earlier session), deletes what it left. Returns whether a running download was stopped.
+/// Stops a download and deletes what it left (see `discard_download`); with none running (a
+/// download stopped in an earlier session), deletes that. Returns whether one was running.
 #[tauri::command]
 pub async fn cancel_download(state: State<'_, ManagerState>, repo: String) -> Result<bool> {
     if state.downloads.cancel(&repo) {
@@ -141,7 +141,7 @@ pub async fn cancel_download(state: State<'_, ManagerState>, repo: String) -> Re
     }
     let hub = state.hub()?.clone();
     blocking(move || {
-        discard_partial(&hub, &repo)?;
+        discard_download(&hub, &repo)?;
         Ok(false)
     })
     .await

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::download::{discard_partial, CancelToken, DownloadEvent, DownloadOutcome, Downloader};
-use super::error::Result;
+use super::error::{DownloadError, Result};
+use super::hub::HubConfig;
+use super::validate::validate;
 
 #[derive(Clone)]
 struct Running {
@@ -108,10 +110,57 @@ pub fn run_download(
     if matches!(outcome, DownloadOutcome::Stopped { .. })
         && ticket.running.discard.load(Ordering::SeqCst)
     {
-        discard_partial(downloader.hub(), &ticket.repo)?;
+        discard_download(downloader.hub(), &ticket.repo)?;
         return Ok(DownloadOutcome::Stopped { kept_bytes: 0 });
     }
     Ok(outcome)
+}
+
+/// Throws away an unfinished download of `repo`: its `.incomplete` blobs, every snapshot that is
+/// not a usable checkpoint, and the blobs no remaining snapshot links to; the repository's folder
+/// goes when no snapshot is left. A complete snapshot (an earlier download) stays. Returns the
+/// bytes freed.
+pub fn discard_download(hub: &HubConfig, repo: &str) -> Result<u64> {
+    let mut freed = discard_partial(hub, repo)?;
+    let repo_dir = hub.repo_dir(repo);
+    let io = |path: &std::path::Path, e| DownloadError::io(path, e);
+    let snapshots = repo_dir.join("snapshots");
+    let mut kept = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(&snapshots) {
+        for entry in entries.flatten() {
+            let dir = entry.path();
+            if validate(&dir).is_usable() {
+                kept.push(dir);
+            } else {
+                std::fs::remove_dir_all(&dir).map_err(|e| io(&dir, e))?;
+            }
+        }
+    }
+    // The blobs the kept snapshots link to (`snapshots/<commit>/<file> -> ../../blobs/<etag>`).
+    let mut linked = std::collections::HashSet::new();
+    for dir in &kept {
+        for file in std::fs::read_dir(dir).map_err(|e| io(dir, e))?.flatten() {
+            if let Some(name) = std::fs::read_link(file.path())
+                .ok()
+                .and_then(|t| t.file_name().map(|n| n.to_owned()))
+            {
+                linked.insert(name);
+            }
+        }
+    }
+    let blobs = repo_dir.join("blobs");
+    if let Ok(entries) = std::fs::read_dir(&blobs) {
+        for entry in entries.flatten() {
+            if !linked.contains(&entry.file_name()) {
+                freed += entry.metadata().map_or(0, |m| m.len());
+                std::fs::remove_file(entry.path()).map_err(|e| io(&entry.path(), e))?;
+            }
+        }
+    }
+    if kept.is_empty() && repo_dir.exists() {
+        std::fs::remove_dir_all(&repo_dir).map_err(|e| io(&repo_dir, e))?;
+    }
+    Ok(freed)
 }
 
 #[cfg(test)]
@@ -190,11 +239,36 @@ mod tests {
     }
 
     #[test]
-    fn cancel_deletes_the_partial() {
+    fn cancel_deletes_everything_the_download_left() {
         let (_hub, cache, d) = setup();
         let active = ActiveDownloads::default();
         let out = stop_midway(&active, &d, true);
         assert_eq!(out, DownloadOutcome::Stopped { kept_bytes: 0 });
+        assert!(partial_downloads_in(cache.path()).unwrap().is_empty());
+        // Not even the small files that had completed: nothing half-made is listed afterwards.
+        assert!(!d.hub().repo_dir(REPO).exists());
+    }
+
+    #[test]
+    fn discarding_keeps_a_complete_earlier_snapshot_and_its_blobs() {
+        let (_hub, cache, d) = setup();
+        let active = ActiveDownloads::default();
+        let ticket = active.begin(REPO).unwrap();
+        let DownloadOutcome::Complete { snapshot } =
+            run_download(&d, &ticket, &mut |_| {}).unwrap()
+        else {
+            panic!("not complete")
+        };
+        drop(ticket);
+        // A second, unfinished snapshot beside it, with an orphan blob and a partial.
+        let repo_dir = d.hub().repo_dir(REPO);
+        let other = repo_dir.join("snapshots/feed");
+        std::fs::create_dir_all(&other).unwrap();
+        std::fs::write(repo_dir.join("blobs/orphan"), b"x").unwrap();
+        std::fs::write(repo_dir.join("blobs/half.incomplete"), b"yy").unwrap();
+        assert_eq!(discard_download(d.hub(), REPO).unwrap(), 3);
+        assert!(!other.exists());
+        assert!(validate(&snapshot).is_usable());
         assert!(partial_downloads_in(cache.path()).unwrap().is_empty());
     }
 
