@@ -380,15 +380,15 @@ test('cancelling a download deletes its partial files', () =>
       assert(!(await page.find('[data-testid="partial-download"]')), 'still offered for resuming');
     })));
 
-test('a folder added by typing its path is validated, loads and answers', () =>
-  withDriver(hub, (driver) =>
-    withApp(driver, async (page) => {
-      const dir = realpathSync(mkdtempSync(join(tmpdir(), 'glimpse-folder-')));
-      const model = join(dir, 'my-tiny-vl');
-      const broken = join(dir, 'not-a-model');
-      try {
-        cpSync(MODEL, model, { recursive: true });
-        mkdirSync(broken);
+test('a folder added by typing its path is validated, loads, answers, and is remembered', () =>
+  withDriver(hub, async (driver) => {
+    const dir = realpathSync(mkdtempSync(join(tmpdir(), 'glimpse-folder-')));
+    const model = join(dir, 'my-tiny-vl');
+    const broken = join(dir, 'not-a-model');
+    try {
+      cpSync(MODEL, model, { recursive: true });
+      mkdirSync(broken);
+      await withApp(driver, async (page) => {
         await openManager(page);
         const input = await page.until('the add-folder input', () => page.find('[data-testid="add-folder-path"]'));
         await page.type(input, broken + ENTER);
@@ -399,10 +399,15 @@ test('a folder added by typing its path is validated, loads and answers', () =>
         await page.type(input, model + ENTER);
         await loadLocal(page, model);
         await askAboutRedSquare(page);
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
-      }
-    })));
+      });
+      // After a restart the folder is still there: in the chat's model list, ready to load.
+      await withApp(driver, async (page) => {
+        await page.until('the added folder in the model list', () => page.find(`[data-testid="model-entry"][data-path="${model}"]`));
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }));
 
 test('an unreachable hub and a corrupt download are clear messages, and a retry recovers', async () => {
   const closed = { endpoint: `http://127.0.0.1:${await freePort()}` };

@@ -36,8 +36,7 @@ pub async fn model_catalog(state: State<'_, ManagerState>) -> Result<CatalogView
 }
 
 fn local<R: Runtime>(app: &AppHandle<R>) -> Result<LocalModels> {
-    let folders = app.state::<ManagerState>().folders.list()?;
-    list_local(&search_locations(app)?, &folders)
+    list_local(&search_locations(app)?)
 }
 
 /// The models on this computer, each validated, and downloads that can be resumed.

@@ -27,6 +27,7 @@ impl From<LocationKind> for Source {
         match k {
             LocationKind::AppData => Self::AppData,
             LocationKind::HuggingFaceCache => Self::HuggingFaceCache,
+            LocationKind::UserFolder => Self::UserFolder,
         }
     }
 }
@@ -57,9 +58,10 @@ pub struct LocalModels {
     pub partial_downloads: Vec<PartialDownload>,
 }
 
-/// Everything local, validated. A hub repository with a download in progress or stopped is
-/// listed under `partial_downloads` only: its snapshot is incomplete by design.
-pub fn list_local(locations: &[SearchLocation], user_folders: &[PathBuf]) -> Result<LocalModels> {
+/// Everything local (`locations` includes the user's folders), validated. A hub repository with
+/// a download in progress or stopped is listed under `partial_downloads` only: its snapshot is
+/// incomplete by design.
+pub fn list_local(locations: &[SearchLocation]) -> Result<LocalModels> {
     let mut partial_downloads = Vec::new();
     for loc in locations
         .iter()
@@ -73,7 +75,8 @@ pub fn list_local(locations: &[SearchLocation], user_folders: &[PathBuf]) -> Res
     let source_of = |path: &Path| {
         locations
             .iter()
-            .find(|l| path.starts_with(&l.path))
+            .find(|l| l.path == path)
+            .or_else(|| locations.iter().find(|l| path.starts_with(&l.path)))
             .map_or(Source::AppData, |l| l.kind.into())
     };
     let mut models = Vec::new();
@@ -99,14 +102,6 @@ pub fn list_local(locations: &[SearchLocation], user_folders: &[PathBuf]) -> Res
             source,
             validation: Validation::Unusable { reason: u.reason },
             path: u.path,
-        });
-    }
-    for folder in user_folders {
-        models.push(LocalModel {
-            name: folder.display().to_string(),
-            path: folder.clone(),
-            source: Source::UserFolder,
-            validation: validate(folder),
         });
     }
     Ok(LocalModels {
@@ -343,8 +338,10 @@ mod tests {
         let locations = [
             SearchLocation::new(LocationKind::AppData, app.clone()),
             SearchLocation::new(LocationKind::HuggingFaceCache, hub.clone()),
+            SearchLocation::new(LocationKind::UserFolder, mine.clone()),
+            SearchLocation::new(LocationKind::UserFolder, empty.clone()),
         ];
-        let local = list_local(&locations, &[mine.clone(), empty.clone()]).unwrap();
+        let local = list_local(&locations).unwrap();
         let by_name = |n: &str| local.models.iter().find(|m| m.name == n);
         let ok = |n: &str| by_name(n).unwrap().validation.is_usable();
         assert!(ok("grounding"));

@@ -3,7 +3,7 @@
 // src-tauri/src/model_search.rs (serde camelCase).
 import { Channel, invoke } from '@tauri-apps/api/core';
 
-export type LocationKind = 'appData' | 'huggingFaceCache';
+export type LocationKind = 'appData' | 'huggingFaceCache' | 'userFolder';
 
 export interface SearchLocation {
   kind: LocationKind;
@@ -322,7 +322,7 @@ export type Validation =
   | { status: 'usable'; summary: string; architecture: 'dense' | 'moe'; parameters: number; weightBytes: number }
   | { status: 'unusable'; reason: string };
 
-export type ModelSource = 'appData' | 'huggingFaceCache' | 'userFolder';
+export type ModelSource = LocationKind;
 
 export interface LocalModel {
   name: string;

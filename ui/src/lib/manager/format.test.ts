@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { CatalogRow } from '../ipc';
-import { fitOf, formatBytes, formatCount, formatEta, formatSpeed, percent, sourceLabel, stageLabel } from './format';
+import { fitOf, formatBytes, formatCount, formatEta, formatSpeed, percent, stageLabel } from './format';
 
 describe('manager formatting', () => {
   it('sizes read like the Hub and the Rust side', () => {
@@ -42,9 +42,8 @@ describe('manager formatting', () => {
     expect(fitOf(row(true, null), 'f32').word).toBe('too large');
   });
 
-  it('stages and sources have words', () => {
+  it('stages have words', () => {
     expect(stageLabel({ stage: 'buildingModel', step: 7, steps: 7 })).toBe('Building the vision tower and decoder (step 7 of 7)');
     expect(stageLabel({ stage: 'newStage', step: 1, steps: 2 })).toBe('newStage (step 1 of 2)');
-    expect(sourceLabel('userFolder')).toBe('added folder');
   });
 });

@@ -1,5 +1,5 @@
 // Words and numbers for the model manager: sizes, speeds, times left, what fits, load stages.
-import type { CatalogDtype, CatalogRow, LoadProgress, ModelSource } from '../ipc';
+import type { CatalogDtype, CatalogRow, LoadProgress } from '../ipc';
 
 /** `4.3 GB`, decimal units like the Hub's pages (and the Rust side's `human_bytes`). */
 export function formatBytes(n: number): string {
@@ -60,14 +60,4 @@ const STAGES: Record<string, string> = {
 
 export function stageLabel(p: LoadProgress): string {
   return `${STAGES[p.stage] ?? p.stage} (step ${p.step} of ${p.steps})`;
-}
-
-const SOURCES: Record<ModelSource, string> = {
-  appData: "Glimpse's model folder",
-  huggingFaceCache: 'Hugging Face cache',
-  userFolder: 'added folder',
-};
-
-export function sourceLabel(s: ModelSource): string {
-  return SOURCES[s];
 }
