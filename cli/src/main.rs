@@ -119,7 +119,7 @@ fn generate(args: GenerateArgs) -> Result<()> {
     content.extend(
         args.videos
             .iter()
-            .map(|p| Content::Video(VideoInput::File(p.clone()))),
+            .map(|p| Content::Video(VideoInput::file(p.clone()))),
     );
     content.push(Content::Text(args.prompt.clone()));
     messages.push(Message::new("user", content));
