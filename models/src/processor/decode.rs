@@ -417,3 +417,59 @@ pub fn frame_at(path: &Path, seconds: f64, max_side: u32) -> Result<image::RgbIm
     image::RgbImage::from_raw(tw, th, packed_rgb(&rgb))
         .ok_or_else(|| err(path, "the converted frame has the wrong size"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn media(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/media")
+            .join(name)
+    }
+
+    /// Frame index → RGB bytes for every frame a pass hands out.
+    fn frames_from(path: &Path, from: usize) -> (Decoded, Vec<(usize, Vec<u8>)>) {
+        let mut o = open_stream(path).unwrap();
+        let mut out = vec![];
+        let mut scaler = None;
+        let d = decode_from(&mut o, from, &mut |i, f| {
+            let sc = rgb_scaler(
+                &mut scaler,
+                f,
+                (f.width(), f.height()),
+                Flags::BILINEAR,
+                path,
+            )?;
+            let mut rgb = ffmpeg::frame::Video::empty();
+            sc.run(f, &mut rgb).unwrap();
+            out.push((i, packed_rgb(&rgb)));
+            Ok(true)
+        })
+        .unwrap();
+        (d, out)
+    }
+
+    #[test]
+    fn a_seek_lands_on_the_keyframe_before_and_counts_on_from_it() {
+        // 12-frame GOPs with B-frames: frame 18 is reached from the keyframe at frame 12.
+        let path = media("gop_64x48.mp4");
+        let (full, all) = frames_from(&path, 0);
+        assert_eq!(full.frames, 48);
+        assert_eq!(all.len(), 48);
+        let (d, tail) = frames_from(&path, 18);
+        assert!(!d.restart);
+        assert_eq!(
+            tail[0].0, 12,
+            "the seek should land on the keyframe at frame 12"
+        );
+        assert_eq!(tail.len(), 36);
+        for (i, px) in &tail {
+            assert!(*px == all[*i].1, "frame {i} differs after the seek");
+        }
+        // Intra-only FFV1: the seek lands on the frame itself.
+        let (d, tail) = frames_from(&media("moving_104x72.mkv"), 7);
+        assert!(!d.restart);
+        assert_eq!(tail[0].0, 7);
+    }
+}

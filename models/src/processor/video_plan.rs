@@ -49,8 +49,12 @@ impl VideoOptions {
             c.num_frames = None;
         }
         if let Some(n) = self.max_frames {
-            if n == 0 {
-                return Err(bad("the maximum frame count must be at least 1".into()));
+            // Frames go to the model in pairs (the temporal patch); one frame cannot be processed.
+            if n < cfg.temporal_patch_size {
+                return Err(bad(format!(
+                    "the maximum frame count must be at least {}, got {n}",
+                    cfg.temporal_patch_size
+                )));
             }
             c.max_frames = n;
         }
@@ -160,6 +164,24 @@ pub fn plan_from_metadata(
         .into_iter()
         .map(|i| i + span.first)
         .collect();
+    let tp = cfg.temporal_patch_size;
+    if frame_indices.len() < tp {
+        let reason = format!(
+            "holds {} frame(s); Qwen3-VL needs at least {tp}",
+            span.count
+        );
+        return Err(if opts.has_range() {
+            Error::VideoRange {
+                path: path.to_path_buf(),
+                reason: format!("the range {reason}"),
+            }
+        } else {
+            Error::NoVideoFrames {
+                path: path.to_path_buf(),
+                reason: format!("the video {reason}"),
+            }
+        });
+    }
     let fps = meta.fps_or_default();
     let (h, w) = video_target_size(frame_indices.len(), meta.height, meta.width, &cfg)?;
     let t = frame_indices.len().div_ceil(cfg.temporal_patch_size);
