@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use super::config::VideoProcessorConfig;
 use super::image::{fused_mean_std, load_image, patchify_into, AlphaMode, DecodeLimits};
 use super::resize::{resize_bicubic_aa, smart_resize_video, RgbImage};
+use super::video_plan::FrameTicker;
 use crate::{Error, Result};
 
 /// What is known about a video before decoding its frames.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct VideoMetadata {
     pub total_num_frames: usize,
     /// Source frames per second; `None` when the container does not say (transformers then
@@ -18,9 +19,21 @@ pub struct VideoMetadata {
     pub fps: Option<f64>,
     pub width: usize,
     pub height: usize,
+    /// Seconds: frames / fps (24 fps when unknown), the clock the timestamps run on.
+    pub duration: f64,
 }
 
 impl VideoMetadata {
+    pub fn new(total_num_frames: usize, fps: Option<f64>, width: usize, height: usize) -> Self {
+        Self {
+            total_num_frames,
+            fps,
+            width,
+            height,
+            duration: total_num_frames as f64 / fps.unwrap_or(24.0),
+        }
+    }
+
     /// The fps transformers uses when the source does not give one (`sample_frames`,
     /// `replace_video_token`).
     pub fn fps_or_default(&self) -> f64 {
@@ -156,6 +169,110 @@ pub fn resize_frame(frame: RgbImage, size: (usize, usize)) -> Result<RgbImage> {
     }
 }
 
+/// Builds a processed video one resized frame at a time: each temporal group is patchified as
+/// soon as its frames are in, so at most one group of resized frames is held beside the output.
+pub struct VideoAssembler<'c> {
+    cfg: &'c VideoProcessorConfig,
+    norm: [(f32, f32); 3],
+    size: Option<(usize, usize)>,
+    pending: Vec<RgbImage>,
+    pixel_values: Vec<f32>,
+    groups: usize,
+}
+
+impl<'c> VideoAssembler<'c> {
+    /// `expected_frames` sizes the output buffer once (no reallocation spikes); 0 if unknown.
+    pub fn new(
+        cfg: &'c VideoProcessorConfig,
+        expected_frames: usize,
+        size: Option<(usize, usize)>,
+    ) -> Self {
+        let tp = cfg.temporal_patch_size;
+        let capacity = size.map_or(0, |(h, w)| expected_frames.div_ceil(tp) * tp * h * w * 3);
+        Self {
+            cfg,
+            norm: fused_mean_std(&cfg.image_mean, &cfg.image_std, cfg.rescale_factor),
+            size,
+            pending: Vec::with_capacity(tp),
+            pixel_values: Vec::with_capacity(capacity),
+            groups: 0,
+        }
+    }
+
+    /// Add the next sampled frame (already resized).
+    pub fn push(&mut self, frame: RgbImage) -> Result<()> {
+        let (p, m) = (self.cfg.patch_size, self.cfg.merge_size);
+        let dims = (frame.height, frame.width);
+        match self.size {
+            Some(s) if s != dims => {
+                return Err(Error::bad_config(
+                    "video frames",
+                    "all frames of a video must have the same size",
+                ))
+            }
+            _ => self.size = Some(dims),
+        }
+        if !dims.0.is_multiple_of(p * m) || !dims.1.is_multiple_of(p * m) {
+            return Err(Error::bad_config(
+                "video frames",
+                format!(
+                    "{}x{} is not a multiple of patch·merge = {}",
+                    dims.1,
+                    dims.0,
+                    p * m
+                ),
+            ));
+        }
+        self.pending.push(frame);
+        if self.pending.len() == self.cfg.temporal_patch_size {
+            self.flush();
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) {
+        let refs: Vec<&RgbImage> = self.pending.iter().collect();
+        let c = self.cfg;
+        patchify_into(
+            &mut self.pixel_values,
+            &refs,
+            c.patch_size,
+            c.merge_size,
+            c.temporal_patch_size,
+            &self.norm,
+        );
+        self.pending.clear();
+        self.groups += 1;
+    }
+
+    /// Pad the last group by repeating its last frame, as transformers does, and finish.
+    pub fn finish(mut self, frame_indices: Vec<usize>, fps: f64) -> Result<ProcessedVideo> {
+        let Some(size) = self.size else {
+            return Err(Error::NoVideoFrames {
+                path: PathBuf::new(),
+                reason: "no frames were decoded".into(),
+            });
+        };
+        if let Some(last) = self.pending.last().cloned() {
+            while self.pending.len() < self.cfg.temporal_patch_size {
+                self.pending.push(last.clone());
+            }
+            self.flush();
+        }
+        let p = self.cfg.patch_size;
+        let grid_thw = [self.groups, size.0 / p, size.1 / p];
+        let timestamps = group_timestamps(&frame_indices, fps, self.cfg.temporal_patch_size);
+        Ok(ProcessedVideo {
+            pixel_values: self.pixel_values,
+            grid_thw,
+            frame_indices,
+            fps,
+            timestamps,
+            resized: size,
+        })
+    }
+}
+
 /// Patchify already-resized sampled frames into one processed video.
 pub fn finish_video(
     frames: Vec<RgbImage>,
@@ -163,55 +280,22 @@ pub fn finish_video(
     fps: f64,
     cfg: &VideoProcessorConfig,
 ) -> Result<ProcessedVideo> {
-    let Some(first) = frames.first() else {
-        return Err(Error::NoVideoFrames {
-            path: PathBuf::new(),
-            reason: "no frames were decoded".into(),
-        });
-    };
-    let resized = (first.height, first.width);
-    if frames.iter().any(|f| (f.height, f.width) != resized) {
-        return Err(Error::bad_config(
-            "video frames",
-            "all frames of a video must have the same size",
-        ));
+    let size = frames.first().map(|f| (f.height, f.width));
+    let mut v = VideoAssembler::new(cfg, frames.len(), size);
+    for f in frames {
+        v.push(f)?;
     }
-    let (p, m) = (cfg.patch_size, cfg.merge_size);
-    if resized.0 % (p * m) != 0 || resized.1 % (p * m) != 0 {
-        return Err(Error::bad_config(
-            "video frames",
-            format!(
-                "{}x{} is not a multiple of patch·merge = {}",
-                resized.1,
-                resized.0,
-                p * m
-            ),
-        ));
-    }
-    // Pad to a multiple of the temporal patch by repeating the last (resized) frame.
-    let mut refs: Vec<&RgbImage> = frames.iter().collect();
-    while !refs.len().is_multiple_of(cfg.temporal_patch_size) {
-        refs.push(refs[refs.len() - 1]);
-    }
-    let norm = fused_mean_std(&cfg.image_mean, &cfg.image_std, cfg.rescale_factor);
-    let mut pixel_values = Vec::new();
-    let grid_thw = patchify_into(
-        &mut pixel_values,
-        &refs,
-        p,
-        m,
-        cfg.temporal_patch_size,
-        &norm,
-    );
-    let timestamps = group_timestamps(&frame_indices, fps, cfg.temporal_patch_size);
-    Ok(ProcessedVideo {
-        pixel_values,
-        grid_thw,
-        frame_indices,
-        fps,
-        timestamps,
-        resized,
-    })
+    v.finish(frame_indices, fps)
+}
+
+/// The frames sampled from a list of `n` frame files at `fps`: no file is read.
+pub fn sample_frame_list(
+    n: usize,
+    fps: Option<f64>,
+    cfg: &VideoProcessorConfig,
+) -> Result<Vec<usize>> {
+    // Size does not enter sampling.
+    sample_frame_indices(&VideoMetadata::new(n, fps, 0, 0), cfg)
 }
 
 /// A video given as a list of image files (in order) with their frame rate. Only the sampled
@@ -221,23 +305,31 @@ pub fn process_frame_files(
     fps: Option<f64>,
     cfg: &VideoProcessorConfig,
 ) -> Result<ProcessedVideo> {
+    let hooks = super::PrepareHooks::default();
+    let n = sample_frame_list(files.len(), fps, cfg).map_or(0, |i| i.len());
+    process_frame_files_with(files, fps, cfg, &mut FrameTicker::new(&hooks, n))
+}
+
+pub(crate) fn process_frame_files_with(
+    files: &[PathBuf],
+    fps: Option<f64>,
+    cfg: &VideoProcessorConfig,
+    ticker: &mut FrameTicker,
+) -> Result<ProcessedVideo> {
     let Some(first) = files.first() else {
         return Err(Error::NoVideoFrames {
             path: PathBuf::new(),
             reason: "the frame list is empty".into(),
         });
     };
+    ticker.check()?;
     let probe = load_image(first, AlphaMode::default(), DecodeLimits::default())?;
-    let meta = VideoMetadata {
-        total_num_frames: files.len(),
-        fps,
-        width: probe.width,
-        height: probe.height,
-    };
+    let meta = VideoMetadata::new(files.len(), fps, probe.width, probe.height);
     let indices = sample_frame_indices(&meta, cfg)?;
     let size = video_target_size(indices.len(), meta.height, meta.width, cfg)?;
-    let mut frames = Vec::with_capacity(indices.len());
+    let mut video = VideoAssembler::new(cfg, indices.len(), Some(size));
     for &i in &indices {
+        ticker.check()?;
         let f = if i == 0 {
             probe.clone()
         } else {
@@ -252,17 +344,14 @@ pub fn process_frame_files(
                 ),
             ));
         }
-        frames.push(resize_frame(f, size)?);
+        video.push(resize_frame(f, size)?)?;
+        ticker.tick();
     }
-    finish_video(frames, indices, meta.fps_or_default(), cfg)
+    video.finish(indices, meta.fps_or_default())
 }
 
-/// A video given as a folder of image files, taken in file-name order.
-pub fn process_frame_folder(
-    dir: &Path,
-    fps: Option<f64>,
-    cfg: &VideoProcessorConfig,
-) -> Result<ProcessedVideo> {
+/// The frame files of a folder, in file-name order.
+pub fn list_frame_folder(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Error::BadFile {
             path: dir.to_path_buf(),
@@ -278,7 +367,16 @@ pub fn process_frame_folder(
             reason: "the folder holds no frame files".into(),
         });
     }
-    process_frame_files(&files, fps, cfg)
+    Ok(files)
+}
+
+/// A video given as a folder of image files, taken in file-name order.
+pub fn process_frame_folder(
+    dir: &Path,
+    fps: Option<f64>,
+    cfg: &VideoProcessorConfig,
+) -> Result<ProcessedVideo> {
+    process_frame_files(&list_frame_folder(dir)?, fps, cfg)
 }
 
 #[cfg(test)]
@@ -307,12 +405,7 @@ mod tests {
     }
 
     fn meta(total: usize, fps: Option<f64>) -> VideoMetadata {
-        VideoMetadata {
-            total_num_frames: total,
-            fps,
-            width: 64,
-            height: 64,
-        }
+        VideoMetadata::new(total, fps, 64, 64)
     }
 
     #[test]

@@ -136,7 +136,7 @@ pub fn engine_messages(
                 let path = store.resolve(&a.stored_path);
                 match a.kind {
                     AttachmentKind::Image => Content::Image(ImageInput::File(path)),
-                    AttachmentKind::Video => Content::Video(VideoInput::File(path)),
+                    AttachmentKind::Video => Content::Video(VideoInput::file(path)),
                 }
             })
             .collect();
