@@ -13,5 +13,9 @@ build_app() {
   say "Building the UI (ui/dist)"
   (cd "$ROOT/ui" && npm run --silent build -- --logLevel warn)
   say "Building the app ($APP_BIN)"
-  cargo build --manifest-path "$ROOT/Cargo.toml" -p glimpse-app --features tauri/custom-protocol "$@"
+  # `--profile test`: the same profile `cargo test` builds dependencies with (test inherits dev, and
+  # its output is target/debug too). Cargo hashes the profile's name into every artifact, so a dev
+  # build here would compile all ~560 dependencies a second time after the rust tier; with the test
+  # profile only tauri (custom-protocol), tauri-macros and the app binary are new.
+  cargo build --manifest-path "$ROOT/Cargo.toml" --profile test -p glimpse-app --features tauri/custom-protocol "$@"
 }
