@@ -30,7 +30,9 @@ export class PlayersState {
   get here(): (Here & { attachment: Attachment }) | null {
     const a = this.active;
     if (a === null) return null;
-    return { hash: a.attachment.hash, seconds: this.positions[a.key] ?? 0, attachment: a.attachment };
+    // To a tenth of a second, the scrubber's step: finer than anything a question can mean.
+    const seconds = Math.round((this.positions[a.key] ?? 0) * 10) / 10;
+    return { hash: a.attachment.hash, seconds, attachment: a.attachment };
   }
 
   reset(): void {
