@@ -5,6 +5,7 @@ pub mod chat;
 pub mod link;
 pub mod media;
 pub mod model;
+pub mod video;
 
 use serde::Serialize;
 use tauri::{AppHandle, Manager, Runtime};

@@ -34,6 +34,8 @@ pub struct AppState {
     pub model_info: Mutex<Option<ModelInfo>>,
     /// The loaded model's image cost, for `visionTokens` while an answer holds the engine.
     pub vision: Mutex<Option<VisionBudget>>,
+    /// The loaded model's video sampling settings, for `video_plan` while an answer runs.
+    pub video: Mutex<Option<glimpse_models::processor::config::VideoProcessorConfig>>,
     pub slot: GenerationSlot,
 }
 
@@ -53,6 +55,7 @@ impl AppState {
             engine: Arc::new(Mutex::new(None)),
             model_info: Mutex::new(None),
             vision: Mutex::new(None),
+            video: Mutex::new(None),
             slot: GenerationSlot::default(),
         })
     }

@@ -34,6 +34,7 @@ pub async fn load_model(
     let _busy = state.slot.begin()?;
     *lock(&state.model_info) = None;
     *lock(&state.vision) = None;
+    *lock(&state.video) = None;
     let engine = state.engine.clone();
     let dir = PathBuf::from(&path);
     let name = dir
@@ -48,7 +49,10 @@ pub async fn load_model(
         let loaded = LoadedModel::new(loaded, name);
         let out = (
             loaded.engine.config.architecture,
-            loaded.vision_budget(),
+            (
+                loaded.vision_budget(),
+                loaded.engine.processor.config.video.clone(),
+            ),
             loaded.name.clone(),
         );
         *lock(&engine) = Some(loaded);
@@ -56,7 +60,7 @@ pub async fn load_model(
     })
     .await
     .map_err(|e| AppError::TaskFailed(e.to_string()))??;
-    let (architecture, budget, name) = loaded;
+    let (architecture, (budget, video), name) = loaded;
     let info = ModelInfo {
         path,
         name,
@@ -77,6 +81,7 @@ pub async fn load_model(
         load_ms,
     };
     *lock(&state.vision) = Some(budget);
+    *lock(&state.video) = Some(video);
     *lock(&state.model_info) = Some(info.clone());
     Ok(info)
 }

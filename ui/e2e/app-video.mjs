@@ -1,0 +1,128 @@
+// App end-to-end test of video (issue 7): the real app and engine with the tiny model the fixture
+// script trained to answer "When does the ball appear?" about its clip. The answer's time becomes
+// a chip; clicking it seeks the player there. A truncated copy of the clip is refused clearly.
+//
+//   APP_BIN=/abs/path/to/glimpse-app xvfb-run -a node e2e/app-video.mjs
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { assert, run, test } from './harness.mjs';
+import {
+  ENTER, FIXTURES, ask, attr, click, driverHooks, exec, find, findAll, installModel, lastAnswer, loadModel,
+  screenshot, setInput, text, typeInto, until, withApp,
+} from './webdriver.mjs';
+
+const MODEL = 'video-ball';
+const QUESTION = 'When does the ball appear?';
+
+/** The clip the model was trained on: named by the fixture (`clip` in its glimpse_fixture.json,
+ *  else the one video file in its folder). */
+function clipPath() {
+  const dir = join(FIXTURES, 'models', MODEL);
+  const meta = join(dir, 'glimpse_fixture.json');
+  if (existsSync(meta)) {
+    const clip = JSON.parse(readFileSync(meta, 'utf8')).clip;
+    if (clip) return join(dir, clip);
+  }
+  const videos = readdirSync(dir).filter((f) => /\.(mp4|mkv|webm|avi|mov)$/i.test(f));
+  assert(videos.length === 1, `expected one clip in ${dir}, found ${JSON.stringify(videos)}`);
+  return join(dir, videos[0]);
+}
+
+async function attach(driver, session, path) {
+  const input = await until('the attach-path input', () => find(driver, session, '[data-testid="attach-path"]'));
+  await typeInto(driver, session, input, path + ENTER);
+}
+
+/** The player's state as the page sees it. */
+const playerState = (driver, session) =>
+  exec(driver, session,
+    `const p = document.querySelector('[data-testid="video-player"]');
+     if (!p) return null;
+     const v = p.querySelector('video');
+     return { mode: p.dataset.mode, current: Number(p.dataset.currentTime),
+              video: v ? { current: v.currentTime, ready: v.readyState } : null,
+              marks: p.querySelectorAll('[data-testid="frame-mark"]').length };`);
+
+test('the trained video model answers when the ball appears; its chip seeks the player', async (driver) => {
+  installModel(driver, MODEL);
+  const clip = clipPath();
+  await withApp(driver, async (session) => {
+    await loadModel(driver, session, MODEL);
+    await setInput(driver, session, 'setting-temperature', 'Temperature', '0');
+    await attach(driver, session, clip);
+    const cost = await until('the video cost', async () => {
+      const el = await find(driver, session, '[data-testid="video-cost"]');
+      return el && { tokens: Number(await attr(driver, session, el, 'data-tokens')), frames: Number(await attr(driver, session, el, 'data-frames')) };
+    }, 60_000);
+    assert(cost.tokens > 0 && cost.frames > 0, `cost ${JSON.stringify(cost)}`);
+
+    await ask(driver, session, QUESTION);
+    const answer = await until('a complete answer', async () => {
+      const a = await lastAnswer(driver, session);
+      return a && a.status !== 'streaming' ? a : null;
+    }, 120_000);
+    assert(answer.status === 'complete', `answer status ${answer.status}: ${answer.text}`);
+
+    const chips = await until('a timestamp chip in the answer', async () => {
+      const a = await lastAnswer(driver, session);
+      const found = [];
+      for (const id of await findAll(driver, session, '[data-testid="message"][data-role="assistant"] [data-testid="timestamp"]')) {
+        found.push({ id, seconds: Number(await attr(driver, session, id, 'data-seconds')), text: await text(driver, session, id) });
+      }
+      return found.length ? { answer: a, found } : null;
+    });
+    const chip = chips.found.at(-1);
+    assert(Number.isFinite(chip.seconds) && chip.seconds > 0, `chip ${JSON.stringify(chip)} in: ${answer.text}`);
+    // The chip stands for the time the answer says.
+    assert(answer.text.includes(chip.text), `chip text ${chip.text} not in: ${answer.text}`);
+
+    const before = await playerState(driver, session);
+    assert(before && before.marks === cost.frames, `the player marks the ${cost.frames} frames: ${JSON.stringify(before)}`);
+    assert(before.current === 0, `the player starts at 0: ${JSON.stringify(before)}`);
+    await click(driver, session, chip.id);
+    const after = await until(`the player at ${chip.seconds} s`, async () => {
+      const s = await playerState(driver, session);
+      return s && Math.abs(s.current - chip.seconds) < 0.011 ? s : null;
+    });
+    if (after.mode === 'native' && after.video.ready > 0) {
+      assert(Math.abs(after.video.current - chip.seconds) < 0.05, `<video> currentTime ${after.video.current}`);
+    }
+    // The position shown under the player says the same.
+    const label = await text(driver, session, await find(driver, session, '[data-testid="video-position"]'));
+    assert(label.length > 0, 'no position label');
+    await exec(driver, session, "document.querySelector('[data-testid=\"video-player\"]').scrollIntoView({block: 'center'})");
+    await screenshot(driver, session, 'app-video.png');
+    console.log(`     answer: ${JSON.stringify(answer.text)}; chip ${chip.seconds} s; player ${after.mode} at ${after.current} s; ${cost.frames} frames, ${cost.tokens} tokens`);
+  });
+});
+
+test('a truncated video gives a clear message and the app keeps working', async (driver) => {
+  const clip = clipPath();
+  const dir = mkdtempSync(join(tmpdir(), 'glimpse-badvideo-'));
+  const name = `truncated${clip.slice(clip.lastIndexOf('.'))}`;
+  const broken = join(dir, name);
+  const bytes = readFileSync(clip);
+  writeFileSync(broken, bytes.subarray(0, Math.floor(bytes.length / 2)));
+  try {
+    await withApp(driver, async (session) => {
+      await attach(driver, session, broken);
+      const shown = await until(`an error naming ${name}`, async () => {
+        for (const id of await findAll(driver, session, '[data-testid="attach-error"], [data-testid="error"]')) {
+          const t = await text(driver, session, id);
+          if (t.includes(name)) return t;
+        }
+        return null;
+      });
+      assert(/cannot/.test(shown), `error text: ${shown}`);
+      assert(!(await find(driver, session, '[data-testid="video-settings"]')), 'the refused video was attached');
+      // Still usable: the good clip attaches afterwards.
+      await attach(driver, session, clip);
+      await until('the good clip attached', () => find(driver, session, '[data-testid="video-settings"]'));
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+await run(driverHooks);
