@@ -14,7 +14,9 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use glimpse_models::engine::{parse_dtype, DeviceKind, Engine, LoadOptions, Prepared};
 use glimpse_models::generation::{CancelToken, Overrides, Segment, StreamEvent};
-use glimpse_models::processor::{Content, ImageInput, Message, RenderOptions, VideoInput};
+use glimpse_models::processor::{
+    Content, ImageInput, Message, PrepareHooks, Processor, RenderOptions, VideoInput, VideoOptions,
+};
 
 #[derive(Parser)]
 #[command(
@@ -32,6 +34,9 @@ struct Cli {
 enum Command {
     /// Answer a prompt about images and videos.
     Generate(Box<GenerateArgs>),
+    /// Print what a video will cost (sampled frames, their times, grid, vision tokens) as JSON,
+    /// from its header alone; `--extract` also decodes the frames and reports the time taken.
+    VideoPlan(Box<VideoPlanArgs>),
     /// Check that a model folder holds a usable Qwen3-VL checkpoint and print its shape.
     Inspect {
         /// A checkpoint folder, or a Hub id (`Qwen/Qwen3-VL-2B-Instruct`) in the local HF cache.
@@ -51,6 +56,8 @@ struct GenerateArgs {
     /// A video file for the user message (repeatable; after the images).
     #[arg(long = "video")]
     videos: Vec<PathBuf>,
+    #[command(flatten)]
+    video_options: VideoArgs,
     #[arg(long)]
     system: Option<String>,
     #[arg(long)]
@@ -78,6 +85,68 @@ struct GenerateArgs {
     dump: Option<PathBuf>,
 }
 
+/// How videos are sampled (applies to every `--video`).
+#[derive(clap::Args, Clone, Default)]
+struct VideoArgs {
+    /// Frames sampled per second of video (default: the checkpoint's, usually 2).
+    #[arg(long)]
+    fps: Option<f64>,
+    /// At most this many sampled frames (default: the checkpoint's `max_frames`).
+    #[arg(long)]
+    max_frames: Option<usize>,
+    /// Analyse from this time on: seconds (`80`, `80.5`) or a clock (`1:20`, `0:01:20.5`).
+    #[arg(long, value_parser = parse_time)]
+    start: Option<f64>,
+    /// Analyse up to (not including) this time; same forms as `--start`.
+    #[arg(long, value_parser = parse_time)]
+    end: Option<f64>,
+}
+
+impl VideoArgs {
+    fn options(&self) -> VideoOptions {
+        VideoOptions {
+            fps: self.fps,
+            max_frames: self.max_frames,
+            start: self.start,
+            end: self.end,
+        }
+    }
+}
+
+/// Seconds from `80`, `80.5`, `1:20`, `1:20.5` or `0:01:20`.
+fn parse_time(s: &str) -> std::result::Result<f64, String> {
+    let bad = || format!("`{s}` is not a time: use seconds (80.5) or a clock (1:20.5, 0:01:20)");
+    let parts: Vec<&str> = s.trim().split(':').collect();
+    if parts.len() > 3 {
+        return Err(bad());
+    }
+    let mut total = 0.0;
+    for (i, p) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        let v: f64 = p.parse().map_err(|_| bad())?;
+        let whole_field = last || !p.contains('.');
+        if !v.is_finite() || v < 0.0 || !whole_field || (i > 0 && v >= 60.0) {
+            return Err(bad());
+        }
+        total = total * 60.0 + v;
+    }
+    Ok(total)
+}
+
+#[derive(clap::Args)]
+struct VideoPlanArgs {
+    /// The checkpoint whose video processor settings apply (folder or Hub id in the HF cache).
+    #[arg(long)]
+    model: String,
+    /// The video file.
+    video: PathBuf,
+    #[command(flatten)]
+    video_options: VideoArgs,
+    /// Also decode and process the sampled frames; adds `extract_ms` to the JSON.
+    #[arg(long)]
+    extract: bool,
+}
+
 fn main() {
     if let Err(e) = run(Cli::parse()) {
         // One line: the chain of causes joined, so scripts can grep it.
@@ -95,6 +164,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Generate(args) => generate(*args),
+        Command::VideoPlan(args) => video_plan(*args),
     }
 }
 
@@ -116,11 +186,13 @@ fn generate(args: GenerateArgs) -> Result<()> {
         .iter()
         .map(|p| Content::Image(ImageInput::File(p.clone())))
         .collect();
-    content.extend(
-        args.videos
-            .iter()
-            .map(|p| Content::Video(VideoInput::File(p.clone()))),
-    );
+    let video_options = args.video_options.options();
+    content.extend(args.videos.iter().map(|p| {
+        Content::Video(VideoInput::File {
+            path: p.clone(),
+            options: video_options.clone(),
+        })
+    }));
     content.push(Content::Text(args.prompt.clone()));
     messages.push(Message::new("user", content));
 
@@ -181,6 +253,26 @@ fn generate(args: GenerateArgs) -> Result<()> {
     Ok(())
 }
 
+fn video_plan(args: VideoPlanArgs) -> Result<()> {
+    let dir = model_dir::resolve(&args.model)?;
+    let processor = Processor::from_dir(&dir)?;
+    let options = args.video_options.options();
+    let plan = processor.plan_video(&args.video, &options)?;
+    let mut out = serde_json::to_value(&plan)?;
+    if args.extract {
+        let input = VideoInput::File {
+            path: args.video.clone(),
+            options,
+        };
+        let t0 = std::time::Instant::now();
+        let video = processor.process_video_with(&input, &PrepareHooks::default())?;
+        out["extract_ms"] = serde_json::json!(t0.elapsed().as_secs_f64() * 1e3);
+        out["pixel_values_len"] = serde_json::json!(video.pixel_values.len());
+    }
+    println!("{out}");
+    Ok(())
+}
+
 /// `inputs.safetensors` (ids, positions, pixels, grids) and `logits.safetensors` (the logits
 /// at the last prompt position), in the dtypes other tools compare against.
 fn dump(engine: &mut Engine, p: &Prepared, out: &std::path::Path) -> Result<()> {
@@ -224,4 +316,22 @@ fn dump(engine: &mut Engine, p: &Prepared, out: &std::path::Path) -> Result<()> 
     l.insert("logits".to_string(), logits);
     candle_core::safetensors::save(&l, out.join("logits.safetensors"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_time;
+
+    #[test]
+    fn times_in_seconds_and_clocks() {
+        assert_eq!(parse_time("80"), Ok(80.0));
+        assert_eq!(parse_time("80.5"), Ok(80.5));
+        assert_eq!(parse_time("1:20"), Ok(80.0));
+        assert_eq!(parse_time("1:20.5"), Ok(80.5));
+        assert_eq!(parse_time("0:01:20"), Ok(80.0));
+        assert_eq!(parse_time("2:00:00"), Ok(7200.0));
+        for bad in ["", "abc", "-3", "1:75", "1.5:20", "1:2:3:4", "nan", "inf"] {
+            assert!(parse_time(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -214,3 +214,114 @@ fn unknown_device_and_dtype_are_refused() {
     ]));
     assert!(e.contains("tpu"), "{e}");
 }
+
+#[test]
+fn video_plan_prints_the_cost_as_json() {
+    let out = glimpse(&[
+        "video-plan",
+        "--model",
+        "models/video-ball",
+        "media/ball_128x96.mkv",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan = last_json(&out);
+    // 8 s at 4 fps, sampled at the checkpoint's 2 fps: 16 frames, 8 temporal groups of 6×8 patches.
+    assert_eq!(plan["metadata"]["total_num_frames"], 32);
+    assert_eq!(plan["metadata"]["duration"], 8.0);
+    assert_eq!(plan["frame_indices"].as_array().unwrap().len(), 16);
+    assert_eq!(plan["grid_thw"], serde_json::json!([8, 6, 8]));
+    assert_eq!(plan["vision_tokens"], 96);
+
+    // A time range: frames and timestamps are absolute, and `--extract` decodes them.
+    let out = glimpse(&[
+        "video-plan",
+        "--model",
+        "models/video-ball",
+        "media/ball_128x96.mkv",
+        "--fps",
+        "1",
+        "--start",
+        "0:02",
+        "--end",
+        "6",
+        "--extract",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan = last_json(&out);
+    assert_eq!(plan["frame_indices"], serde_json::json!([8, 13, 18, 23]));
+    assert_eq!(
+        plan["frame_times"],
+        serde_json::json!([2.0, 3.25, 4.5, 5.75])
+    );
+    assert_eq!(plan["range"], serde_json::json!([2.0, 6.0]));
+    assert!(plan["extract_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(plan["pixel_values_len"], 2 * 6 * 8 * 3 * 2 * 16 * 16);
+}
+
+#[test]
+fn trained_video_model_answers_through_the_cli() {
+    let out = glimpse(&[
+        "generate",
+        "--model",
+        "models/video-ball",
+        "--video",
+        "media/ball_128x96.mkv",
+        "--prompt",
+        "When does the ball appear?",
+        "--temperature",
+        "0",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(last_json(&out)["text"], "The ball appears at 3.5 seconds.");
+}
+
+#[test]
+fn bad_videos_and_video_options_fail_with_one_line() {
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "generate",
+            "--model",
+            "models/video-ball",
+            "--prompt",
+            "When?",
+        ];
+        args.extend_from_slice(extra);
+        stderr_line(&glimpse(&args))
+    };
+    let e = run(&["--video", "media/bad/audio_only.mkv"]);
+    assert!(e.contains("no video stream"), "{e}");
+    let e = run(&["--video", "media/bad/unknown_codec.mkv"]);
+    assert!(e.contains("codec is unknown"), "{e}");
+    let e = run(&["--video", "media/bad/truncated.mp4"]);
+    assert!(e.contains("truncated"), "{e}");
+    let e = run(&["--video", "media/ball_128x96.mkv", "--fps", "0"]);
+    assert!(
+        e.contains("frames per second must be a positive number"),
+        "{e}"
+    );
+    let e = run(&["--video", "media/ball_128x96.mkv", "--start", "9"]);
+    assert!(e.contains("8.000 s long"), "{e}");
+    let out = glimpse(&[
+        "video-plan",
+        "--model",
+        "models/video-ball",
+        "x.mkv",
+        "--start",
+        "1:99",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a time"));
+}

@@ -18,7 +18,7 @@ use crate::generation::{
     self, CancelToken, Decode, GenerationConfig, GenerationStats, LanguageModel, Overrides,
     SamplingParams, StreamEvent,
 };
-use crate::processor::{Message, ProcessedInputs, Processor, RenderOptions};
+use crate::processor::{Message, PrepareHooks, ProcessedInputs, Processor, RenderOptions};
 use crate::qwen3_vl::model::{LogitsFor, Prompt, Qwen3VLModel, VisualInput};
 use crate::qwen3_vl::rope_index::{get_rope_index, RopeIndex, VisionTokenIds};
 use crate::qwen3_vl::text::NoProbe;
@@ -166,7 +166,18 @@ impl Engine {
     /// Media → pixels, conversation → ids, ids → positions. Fails if the prompt alone does
     /// not fit the model's context.
     pub fn prepare(&self, messages: &[Message], options: &RenderOptions) -> Result<Prepared> {
-        let inputs = self.processor.process(messages, options)?;
+        self.prepare_with(messages, options, &PrepareHooks::default())
+    }
+
+    /// [`Engine::prepare`] reporting video frame extraction through `hooks.progress` and
+    /// stopping with [`Error::Cancelled`] when `hooks.cancel` is set.
+    pub fn prepare_with(
+        &self,
+        messages: &[Message],
+        options: &RenderOptions,
+        hooks: &PrepareHooks,
+    ) -> Result<Prepared> {
+        let inputs = self.processor.process_with(messages, options, hooks)?;
         let n = inputs.input_ids.len();
         if n >= self.context_length() {
             return Err(Error::ContextTooLong {

@@ -67,6 +67,26 @@ pub enum Error {
     #[error("no video frames in {}: {reason}", path.display())]
     NoVideoFrames { path: PathBuf, reason: String },
 
+    /// A media file opened but holds no video stream (an audio-only file, a subtitle track).
+    #[error("{} has no video stream (is it an audio-only file?)", path.display())]
+    NoVideoStream { path: PathBuf },
+
+    /// The video ends before the frames its header promises (an interrupted download or copy).
+    #[error("video {} is truncated or damaged: {reason}", path.display())]
+    VideoTruncated { path: PathBuf, reason: String },
+
+    /// The video stream's codec is unknown to this FFmpeg build, or none of its frames decode.
+    #[error("cannot decode the video stream of {}: {reason}", path.display())]
+    VideoCodec { path: PathBuf, reason: String },
+
+    /// A requested time range does not lie inside the video.
+    #[error("time range of {}: {reason}", path.display())]
+    VideoRange { path: PathBuf, reason: String },
+
+    /// Video sampling options that cannot work (fps ≤ 0, no frames allowed, an empty range).
+    #[error("bad video options: {reason}")]
+    BadVideoOptions { reason: String },
+
     /// Video support was compiled out (the `video` feature of glimpse-models).
     #[error("video support is not built in (enable the `video` feature)")]
     VideoUnsupported,

@@ -125,7 +125,7 @@ fn video_errors() {
     // Not a video at all.
     let text = d.join("clip.mkv");
     std::fs::write(&text, "not a video").unwrap();
-    let err = p.process_video(&VideoInput::File(text)).unwrap_err();
+    let err = p.process_video(&VideoInput::file(text)).unwrap_err();
     assert!(
         matches!(err, Error::VideoDecode { .. } | Error::NoVideoFrames { .. }),
         "{err}"
@@ -142,7 +142,7 @@ fn video_errors() {
     assert!(matches!(err, Error::NoVideoFrames { .. }), "{err}");
     // A missing file.
     let err = p
-        .process_video(&VideoInput::File(d.join("absent.mp4")))
+        .process_video(&VideoInput::file(d.join("absent.mp4")))
         .unwrap_err();
     assert!(matches!(err, Error::MissingFile { .. }), "{err}");
 }
@@ -154,11 +154,9 @@ fn truncated_video_is_an_error() {
     let d = scratch("truncated");
     let cut = d.join("cut.mkv");
     std::fs::write(&cut, &full[..full.len() / 3]).unwrap();
-    let err = p.process_video(&VideoInput::File(cut)).unwrap_err();
-    assert!(
-        matches!(err, Error::VideoDecode { .. } | Error::NoVideoFrames { .. }),
-        "{err}"
-    );
+    let err = p.process_video(&VideoInput::file(cut)).unwrap_err();
+    assert!(matches!(err, Error::VideoTruncated { .. }), "{err}");
+    assert!(err.to_string().contains("truncated"), "{err}");
 }
 
 #[test]

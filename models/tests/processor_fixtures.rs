@@ -44,7 +44,7 @@ fn messages(json: &serde_json::Value) -> Vec<Message> {
                         "image" => Content::Image(ImageInput::File(
                             fixtures().join(it["image"].as_str().unwrap()),
                         )),
-                        "video" => Content::Video(VideoInput::File(
+                        "video" => Content::Video(VideoInput::file(
                             fixtures().join(it["video"].as_str().unwrap()),
                         )),
                         other => panic!("unknown content type {other}"),

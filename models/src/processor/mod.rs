@@ -15,6 +15,7 @@ pub mod prompt;
 pub mod resize;
 pub mod template;
 pub mod video;
+pub mod video_plan;
 
 use std::path::{Path, PathBuf};
 
@@ -22,11 +23,14 @@ use serde_json::json;
 use tokenizers::Tokenizer;
 
 pub use config::{ImageProcessorConfig, ProcessorConfig, VideoProcessorConfig};
+#[cfg(feature = "video")]
+pub use decode::{frame_at, probe_video};
 pub use image::{load_image, preprocess_images, AlphaMode, DecodeLimits, ImageBatch};
 pub use prompt::VisionTokens;
 pub use resize::RgbImage;
 pub use template::{ChatTemplate, RenderOptions};
 pub use video::{ProcessedVideo, VideoMetadata};
+pub use video_plan::{PrepareHooks, VideoOptions, VideoPlan, VideoProgress};
 
 use crate::{Error, Result};
 
@@ -41,8 +45,11 @@ pub enum ImageInput {
 /// A video in a message.
 #[derive(Clone, Debug)]
 pub enum VideoInput {
-    /// Any container/codec FFmpeg reads (needs the `video` feature).
-    File(PathBuf),
+    /// Any container/codec FFmpeg reads (needs the `video` feature), sampled with `options`.
+    File {
+        path: PathBuf,
+        options: VideoOptions,
+    },
     /// A folder of frame images in file-name order, at `fps` (24 assumed when `None`).
     Folder { dir: PathBuf, fps: Option<f64> },
     /// A list of frame images in order, at `fps`.
@@ -50,6 +57,41 @@ pub enum VideoInput {
         files: Vec<PathBuf>,
         fps: Option<f64>,
     },
+}
+
+impl VideoInput {
+    /// A whole video file sampled with the checkpoint's settings.
+    pub fn file(path: impl Into<PathBuf>) -> Self {
+        Self::File {
+            path: path.into(),
+            options: VideoOptions::default(),
+        }
+    }
+}
+
+/// A video ready to extract: planned (file) or listed (frames), so the frame total of a whole
+/// conversation is known before the first frame is decoded.
+enum VideoJob<'a> {
+    #[cfg_attr(not(feature = "video"), allow(dead_code))]
+    File {
+        path: &'a Path,
+        plan: Box<VideoPlan>,
+        cfg: Box<VideoProcessorConfig>,
+    },
+    Frames {
+        files: std::borrow::Cow<'a, [PathBuf]>,
+        fps: Option<f64>,
+        sampled: usize,
+    },
+}
+
+impl VideoJob<'_> {
+    fn sampled(&self) -> usize {
+        match self {
+            VideoJob::File { plan, .. } => plan.frame_indices.len(),
+            VideoJob::Frames { sampled, .. } => *sampled,
+        }
+    }
 }
 
 /// One content item of a message.
@@ -182,16 +224,89 @@ impl Processor {
         }
     }
 
-    pub fn process_video(&self, input: &VideoInput) -> Result<ProcessedVideo> {
-        let cfg = &self.config.video;
-        match input {
-            VideoInput::Folder { dir, fps } => video::process_frame_folder(dir, *fps, cfg),
-            VideoInput::Frames { files, fps } => video::process_frame_files(files, *fps, cfg),
-            #[cfg(feature = "video")]
-            VideoInput::File(p) => decode::process_video_file(p, cfg),
-            #[cfg(not(feature = "video"))]
-            VideoInput::File(_) => Err(Error::VideoUnsupported),
+    /// What a video file will cost and which frames it gives, from its header alone (no pixel is
+    /// decoded). `prepare` with the same options produces exactly this plan's frames and grid.
+    pub fn plan_video(&self, path: &Path, options: &VideoOptions) -> Result<VideoPlan> {
+        #[cfg(feature = "video")]
+        {
+            decode::plan_video_file(path, options, &self.config.video)
         }
+        #[cfg(not(feature = "video"))]
+        {
+            let _ = (path, options);
+            Err(Error::VideoUnsupported)
+        }
+    }
+
+    fn video_job<'a>(&self, input: &'a VideoInput) -> Result<VideoJob<'a>> {
+        let cfg = &self.config.video;
+        let frames = |files: std::borrow::Cow<'a, [PathBuf]>, fps: Option<f64>| {
+            let sampled = match files.is_empty() {
+                true => 0,
+                false => video::sample_frame_list(files.len(), fps, cfg)?.len(),
+            };
+            Ok(VideoJob::Frames {
+                files,
+                fps,
+                sampled,
+            })
+        };
+        match input {
+            VideoInput::File { path, options } => Ok(VideoJob::File {
+                path,
+                plan: Box::new(self.plan_video(path, options)?),
+                cfg: Box::new(options.apply(cfg)?),
+            }),
+            VideoInput::Folder { dir, fps } => frames(video::list_frame_folder(dir)?.into(), *fps),
+            VideoInput::Frames { files, fps } => frames(files.as_slice().into(), *fps),
+        }
+    }
+
+    fn run_video_job(
+        &self,
+        job: &VideoJob,
+        ticker: &mut video_plan::FrameTicker,
+    ) -> Result<ProcessedVideo> {
+        match job {
+            #[cfg(feature = "video")]
+            VideoJob::File { path, plan, cfg } => decode::extract_planned(path, plan, cfg, ticker),
+            #[cfg(not(feature = "video"))]
+            VideoJob::File { .. } => Err(Error::VideoUnsupported),
+            VideoJob::Frames { files, fps, .. } => {
+                video::process_frame_files_with(files, *fps, &self.config.video, ticker)
+            }
+        }
+    }
+
+    /// Plan all videos, then extract them with one progress count over all their frames.
+    fn process_videos(
+        &self,
+        inputs: &[&VideoInput],
+        hooks: &PrepareHooks,
+    ) -> Result<Vec<ProcessedVideo>> {
+        let jobs = inputs
+            .iter()
+            .map(|v| self.video_job(v))
+            .collect::<Result<Vec<_>>>()?;
+        let total = jobs.iter().map(VideoJob::sampled).sum();
+        let mut ticker = video_plan::FrameTicker::new(hooks, total);
+        jobs.iter()
+            .map(|job| self.run_video_job(job, &mut ticker))
+            .collect()
+    }
+
+    pub fn process_video(&self, input: &VideoInput) -> Result<ProcessedVideo> {
+        self.process_video_with(input, &PrepareHooks::default())
+    }
+
+    /// One video, with progress and cancellation.
+    pub fn process_video_with(
+        &self,
+        input: &VideoInput,
+        hooks: &PrepareHooks,
+    ) -> Result<ProcessedVideo> {
+        let mut v = self.process_videos(&[input], hooks)?;
+        Ok(v.remove(0))
     }
 
     /// Images of all messages, in order.
@@ -230,19 +345,31 @@ impl Processor {
     /// Everything: load and preprocess the media of `messages` in order, render the template,
     /// expand the placeholders and tokenize.
     pub fn process(&self, messages: &[Message], opts: &RenderOptions) -> Result<ProcessedInputs> {
+        self.process_with(messages, opts, &PrepareHooks::default())
+    }
+
+    /// [`Processor::process`] with progress over the video frames and cancellation.
+    pub fn process_with(
+        &self,
+        messages: &[Message],
+        opts: &RenderOptions,
+        hooks: &PrepareHooks,
+    ) -> Result<ProcessedInputs> {
         let mut images = Vec::new();
         let mut videos = Vec::new();
         for m in messages {
             for c in &m.content {
                 match c {
                     Content::Image(i) => images.push(self.load_image(i)?),
-                    Content::Video(v) => videos.push(self.process_video(v)?),
+                    Content::Video(v) => videos.push(v),
                     Content::Text(_) => {}
                 }
             }
         }
         let images = self.process_images(&images)?;
+        // Render before the (slow) video extraction so a template error costs nothing.
         let rendered = self.render(messages, opts)?;
+        let videos = self.process_videos(&videos, hooks)?;
         let (text, input_ids) = self.expand_and_encode(&rendered, &images, &videos)?;
         Ok(ProcessedInputs {
             text,

@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use super::config::VideoProcessorConfig;
 use super::image::{fused_mean_std, load_image, patchify_into, AlphaMode, DecodeLimits};
 use super::resize::{resize_bicubic_aa, smart_resize_video, RgbImage};
+use super::video_plan::FrameTicker;
 use crate::{Error, Result};
 
 /// What is known about a video before decoding its frames.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct VideoMetadata {
     pub total_num_frames: usize,
     /// Source frames per second; `None` when the container does not say (transformers then
@@ -18,9 +19,21 @@ pub struct VideoMetadata {
     pub fps: Option<f64>,
     pub width: usize,
     pub height: usize,
+    /// Seconds: frames / fps (24 fps when unknown), the clock the timestamps run on.
+    pub duration: f64,
 }
 
 impl VideoMetadata {
+    pub fn new(total_num_frames: usize, fps: Option<f64>, width: usize, height: usize) -> Self {
+        Self {
+            total_num_frames,
+            fps,
+            width,
+            height,
+            duration: total_num_frames as f64 / fps.unwrap_or(24.0),
+        }
+    }
+
     /// The fps transformers uses when the source does not give one (`sample_frames`,
     /// `replace_video_token`).
     pub fn fps_or_default(&self) -> f64 {
@@ -214,6 +227,16 @@ pub fn finish_video(
     })
 }
 
+/// The frames sampled from a list of `n` frame files at `fps`: no file is read.
+pub fn sample_frame_list(
+    n: usize,
+    fps: Option<f64>,
+    cfg: &VideoProcessorConfig,
+) -> Result<Vec<usize>> {
+    // Size does not enter sampling.
+    sample_frame_indices(&VideoMetadata::new(n, fps, 0, 0), cfg)
+}
+
 /// A video given as a list of image files (in order) with their frame rate. Only the sampled
 /// frames are decoded.
 pub fn process_frame_files(
@@ -221,23 +244,31 @@ pub fn process_frame_files(
     fps: Option<f64>,
     cfg: &VideoProcessorConfig,
 ) -> Result<ProcessedVideo> {
+    let hooks = super::PrepareHooks::default();
+    let n = sample_frame_list(files.len(), fps, cfg).map_or(0, |i| i.len());
+    process_frame_files_with(files, fps, cfg, &mut FrameTicker::new(&hooks, n))
+}
+
+pub(crate) fn process_frame_files_with(
+    files: &[PathBuf],
+    fps: Option<f64>,
+    cfg: &VideoProcessorConfig,
+    ticker: &mut FrameTicker,
+) -> Result<ProcessedVideo> {
     let Some(first) = files.first() else {
         return Err(Error::NoVideoFrames {
             path: PathBuf::new(),
             reason: "the frame list is empty".into(),
         });
     };
+    ticker.check()?;
     let probe = load_image(first, AlphaMode::default(), DecodeLimits::default())?;
-    let meta = VideoMetadata {
-        total_num_frames: files.len(),
-        fps,
-        width: probe.width,
-        height: probe.height,
-    };
+    let meta = VideoMetadata::new(files.len(), fps, probe.width, probe.height);
     let indices = sample_frame_indices(&meta, cfg)?;
     let size = video_target_size(indices.len(), meta.height, meta.width, cfg)?;
     let mut frames = Vec::with_capacity(indices.len());
     for &i in &indices {
+        ticker.check()?;
         let f = if i == 0 {
             probe.clone()
         } else {
@@ -253,16 +284,13 @@ pub fn process_frame_files(
             ));
         }
         frames.push(resize_frame(f, size)?);
+        ticker.tick();
     }
     finish_video(frames, indices, meta.fps_or_default(), cfg)
 }
 
-/// A video given as a folder of image files, taken in file-name order.
-pub fn process_frame_folder(
-    dir: &Path,
-    fps: Option<f64>,
-    cfg: &VideoProcessorConfig,
-) -> Result<ProcessedVideo> {
+/// The frame files of a folder, in file-name order.
+pub fn list_frame_folder(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Error::BadFile {
             path: dir.to_path_buf(),
@@ -278,7 +306,16 @@ pub fn process_frame_folder(
             reason: "the folder holds no frame files".into(),
         });
     }
-    process_frame_files(&files, fps, cfg)
+    Ok(files)
+}
+
+/// A video given as a folder of image files, taken in file-name order.
+pub fn process_frame_folder(
+    dir: &Path,
+    fps: Option<f64>,
+    cfg: &VideoProcessorConfig,
+) -> Result<ProcessedVideo> {
+    process_frame_files(&list_frame_folder(dir)?, fps, cfg)
 }
 
 #[cfg(test)]
@@ -307,12 +344,7 @@ mod tests {
     }
 
     fn meta(total: usize, fps: Option<f64>) -> VideoMetadata {
-        VideoMetadata {
-            total_num_frames: total,
-            fps,
-            width: 64,
-            height: 64,
-        }
+        VideoMetadata::new(total, fps, 64, 64)
     }
 
     #[test]
