@@ -3,7 +3,7 @@
 // a chip; clicking it seeks the player there. A truncated copy of the clip is refused clearly.
 //
 //   APP_BIN=/abs/path/to/glimpse-app xvfb-run -a node e2e/app-video.mjs
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { assert, run, test } from './harness.mjs';
@@ -13,21 +13,11 @@ import {
 } from './webdriver.mjs';
 
 const MODEL = 'video-ball';
-const QUESTION = 'When does the ball appear?';
-
-/** The clip the model was trained on: named by the fixture (`clip` in its glimpse_fixture.json,
- *  else the one video file in its folder). */
-function clipPath() {
-  const dir = join(FIXTURES, 'models', MODEL);
-  const meta = join(dir, 'glimpse_fixture.json');
-  if (existsSync(meta)) {
-    const clip = JSON.parse(readFileSync(meta, 'utf8')).clip;
-    if (clip) return join(dir, clip);
-  }
-  const videos = readdirSync(dir).filter((f) => /\.(mp4|mkv|webm|avi|mov)$/i.test(f));
-  assert(videos.length === 1, `expected one clip in ${dir}, found ${JSON.stringify(videos)}`);
-  return join(dir, videos[0]);
-}
+// What the fixture script trained and recorded (tests/fixtures/reference/video-ball/answers.json).
+const REFERENCE = JSON.parse(readFileSync(join(FIXTURES, 'reference', 'video-ball', 'answers.json'), 'utf8'));
+const QUESTION = REFERENCE.prompt;
+const BALL = REFERENCE.cases.find((c) => !c.answer.startsWith('No'));
+const clipPath = () => join(FIXTURES, BALL.video);
 
 async function attach(driver, session, path) {
   const input = await until('the attach-path input', () => find(driver, session, '[data-testid="attach-path"]'));
@@ -63,6 +53,7 @@ test('the trained video model answers when the ball appears; its chip seeks the 
       return a && a.status !== 'streaming' ? a : null;
     }, 120_000);
     assert(answer.status === 'complete', `answer status ${answer.status}: ${answer.text}`);
+    assert(answer.text.includes(BALL.answer), `the trained answer ${JSON.stringify(BALL.answer)} is not in: ${answer.text}`);
 
     const chips = await until('a timestamp chip in the answer', async () => {
       const a = await lastAnswer(driver, session);
@@ -73,7 +64,7 @@ test('the trained video model answers when the ball appears; its chip seeks the 
       return found.length ? { answer: a, found } : null;
     });
     const chip = chips.found.at(-1);
-    assert(Number.isFinite(chip.seconds) && chip.seconds > 0, `chip ${JSON.stringify(chip)} in: ${answer.text}`);
+    assert(chip.seconds === REFERENCE.ball_appears_seconds, `chip ${JSON.stringify(chip)} in: ${answer.text}`);
     // The chip stands for the time the answer says.
     assert(answer.text.includes(chip.text), `chip text ${chip.text} not in: ${answer.text}`);
 
@@ -93,6 +84,8 @@ test('the trained video model answers when the ball appears; its chip seeks the 
     assert(label.length > 0, 'no position label');
     await exec(driver, session, "document.querySelector('[data-testid=\"video-player\"]').scrollIntoView({block: 'center'})");
     await screenshot(driver, session, 'app-video.png');
+    const still = await playerState(driver, session);
+    assert(Math.abs(still.current - chip.seconds) < 0.011, `the player moved away from the chip's time: ${JSON.stringify(still)}`);
     console.log(`     answer: ${JSON.stringify(answer.text)}; chip ${chip.seconds} s; player ${after.mode} at ${after.current} s; ${cost.frames} frames, ${cost.tokens} tokens`);
   });
 });
