@@ -675,3 +675,29 @@ fn a_video_keeps_its_metadata_and_each_message_its_own_options() {
     // The store's own record carries no per-message options.
     assert_eq!(h.attachment(&v.hash).unwrap().video, None);
 }
+
+#[test]
+fn video_frame_previews_live_and_go_with_their_video() {
+    let (dir, mut h, c) = setup();
+    let store = AttachmentStore::new(dir.path()).unwrap();
+    let clip = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/media/moving_104x72.mkv");
+    let v = store.import_path(&clip).unwrap();
+    h.record_attachment(&v).unwrap();
+    h.add_user_message(c, "when?", &[&v.hash]).unwrap();
+    let preview = crate::video::preview_path(&dir.path().join("thumbs"), &v.hash, 1.0);
+    crate::video::preview(&store.resolve(&v.stored_path), &preview, 1.0).unwrap();
+
+    // Shown by a message: the video, its thumbnail and its previews all stay.
+    let report = h.collect_garbage(&store, Duration::ZERO).unwrap();
+    assert_eq!(report, GcReport::default());
+    assert!(preview.exists());
+
+    h.delete(c).unwrap();
+    let report = h.collect_garbage(&store, Duration::ZERO).unwrap();
+    assert_eq!(report.rows_removed, 1);
+    // The video, its first-frame thumbnail and the preview.
+    assert_eq!(report.files_removed, 3);
+    assert!(!preview.exists());
+    assert!(!store.resolve(&v.stored_path).exists());
+}
