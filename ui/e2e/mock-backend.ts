@@ -332,6 +332,7 @@ export function installMockBackend(scenario: Scenario, options: MockOptions = {}
         if (running) running.cancel = true;
         return null;
       case 'video_plan':
+        if (!loaded) throw { kind: 'noModel', message: 'no model is loaded; load one from the model list first' };
         if (args.hash !== CLIP.hash) throw { kind: 'unknownAttachment', message: `attachment ${String(args.hash)} is not in the history; import it first` };
         return mockPlan(args.options as VideoRequest);
       case 'video_frame':

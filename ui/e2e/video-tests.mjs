@@ -139,6 +139,18 @@ export function videoTests(open) {
     assert((await answer(page).getByTestId('timestamp').count()) === 0, 'an answer arrived after cancel');
   });
 
+  test('without a model the settings say the cost needs one, and show it once one loads', async () => {
+    const { page, errors } = await open('one-model');
+    await attachClip(page);
+    const settings = page.getByTestId('video-settings');
+    await settings.waitFor({ timeout: 5_000 });
+    await page.getByText('Load a model to see what this costs').waitFor({ timeout: 5_000 });
+    assert((await page.getByTestId('video-settings-error').count()) === 0, 'a missing model is not an error');
+    await page.getByTestId('load-model').click();
+    await page.waitForFunction(() => document.querySelector('[data-testid="video-cost"]')?.dataset.frames === '20');
+    assert(errors.length === 0, `page errors: ${errors.join('; ')}`);
+  });
+
   test('a truncated video is refused with a clear message', async () => {
     const { page, errors } = await ready(open);
     await attachClip(page, 'truncated.mp4');
