@@ -14,6 +14,8 @@ import type {
   VideoPlan,
   VideoRequest,
 } from '../src/lib/ipc';
+// A real 4 s, 10 fps VP8 clip (ffmpeg testsrc), so the browser plays it in a <video>.
+import webmUrl from './ball.webm?url';
 
 export const HOME = '/home/ada';
 
@@ -88,6 +90,20 @@ export const CLIP: Attachment = {
   fps: 10,
 };
 
+/** A 4 s WebM the browser plays itself: the player's native <video> mode. */
+export const WEBM: Attachment = {
+  hash: 'feb0feb0',
+  kind: 'video',
+  mime: 'video/webm',
+  byteSize: 14305,
+  fileName: 'ball.webm',
+  width: 64,
+  height: 48,
+  url: webmUrl,
+  durationMs: 4_000,
+  fps: 10,
+};
+
 /** The video answer the mock streams: a frame tag, plain seconds and a range. */
 export const VIDEO_ANSWER = 'The ball appears at <2.5 seconds> and bounces from 4.0 to 5.5 seconds.';
 export const HERE_ANSWER = 'Here, around 00:07, the ball rolls out of the picture.';
@@ -105,13 +121,12 @@ export function frameUrl(seconds: number): string {
 
 /** What the mock's model would see of CLIP: `fps` (2 by default) frames a second over the range,
  *  at most `maxFrames`; `here` is the 6 s around it; 16 tokens per pair of frames. */
-export function mockPlan(options: VideoRequest): VideoPlan {
-  const duration = 10;
+export function mockPlan(options: VideoRequest, duration = 10): VideoPlan {
   let start = options.start ?? 0;
   let end = Math.min(options.end ?? duration, duration);
   if (options.here !== undefined) {
-    start = Math.min(Math.max(options.here - 3, 0), duration - 6);
-    end = start + 6;
+    start = Math.max(0, Math.min(options.here - 3, duration - 6));
+    end = Math.min(start + 6, duration);
   }
   if (start >= end) throw { kind: 'engine', message: `time range of ball.mkv: ${start}–${end} s holds no frame` };
   const n = Math.max(2, Math.min(options.maxFrames ?? 768, Math.floor((end - start) * (options.fps ?? 2))));
@@ -257,7 +272,8 @@ export function installMockBackend(scenario: Scenario, options: MockOptions = {}
         if (/truncated/i.test(name) && /\.(mkv|mp4|webm)$/i.test(name)) {
           throw { kind: 'videoUnreadable', message: `${name} cannot be used as a video: it is truncated or damaged (12 frames found, the header promises 100)` };
         }
-        if (/\.(mkv|mp4|webm)$/i.test(name)) return { ...CLIP, fileName: name };
+        if (/\.webm$/i.test(name)) return WEBM;
+        if (/\.(mkv|mp4)$/i.test(name)) return { ...CLIP, fileName: name };
         if (!/\.(png|jpe?g|webp)$/i.test(path)) throw { kind: 'unsupportedFile', message: `${path} is not an image or video Glimpse can read` };
         return { ...CAT, fileName: path.split('/').at(-1) ?? path };
       }
@@ -300,12 +316,13 @@ export function installMockBackend(scenario: Scenario, options: MockOptions = {}
         const attachments = refs.map((r): Attachment => {
           const hash = typeof r === 'string' ? r : r.hash;
           const video = typeof r === 'string' ? undefined : r.video;
-          if (hash !== CLIP.hash) return { ...CAT, hash };
-          return video ? { ...CLIP, video } : CLIP;
+          const known = [CLIP, WEBM].find((v) => v.hash === hash);
+          if (!known) return { ...CAT, hash };
+          return video ? { ...known, video } : known;
         });
         const user: StoredMessage = { id: nextId++, role: 'user', content: String(args.text), status: 'complete', attachments };
         messages.get(id)?.push(user);
-        const frames = attachments.filter((a) => a.kind === 'video').reduce((n, a) => n + mockPlan(a.video ?? {}).frameTimes.length, 0);
+        const frames = attachments.filter((a) => a.kind === 'video').reduce((n, a) => n + mockPlan(a.video ?? {}, (a.durationMs ?? 10_000) / 1000).frameTimes.length, 0);
         const assistantMessageId = generate(id, args.onEvent as { id: number }, user.content, frames);
         return { userMessageId: user.id, assistantMessageId };
       }
@@ -333,6 +350,7 @@ export function installMockBackend(scenario: Scenario, options: MockOptions = {}
         return null;
       case 'video_plan':
         if (!loaded) throw { kind: 'noModel', message: 'no model is loaded; load one from the model list first' };
+        if (args.hash === WEBM.hash) return mockPlan(args.options as VideoRequest, 4);
         if (args.hash !== CLIP.hash) throw { kind: 'unknownAttachment', message: `attachment ${String(args.hash)} is not in the history; import it first` };
         return mockPlan(args.options as VideoRequest);
       case 'video_frame':

@@ -97,6 +97,31 @@ export function videoTests(open) {
     assert(errors.length === 0, `page errors: ${errors.join('; ')}`);
   });
 
+  test('a format the browser plays: the <video> element, seeked by chips and by the timeline', async () => {
+    const { page, errors } = await ready(open);
+    await attachClip(page, 'ball.webm');
+    await page.getByTestId('video-cost').waitFor({ timeout: 5_000 });
+    await ask(page, 'When does the ball appear?');
+    await answer(page).and(page.locator('[data-status="complete"]')).waitFor({ timeout: 10_000 });
+    const player = page.getByTestId('video-player');
+    assert((await player.getAttribute('data-mode')) === 'native', `mode ${await player.getAttribute('data-mode')}`);
+    const video = player.locator('video');
+    await page.waitForFunction(() => document.querySelector('[data-testid="video-player"] video')?.readyState >= 1, null, { timeout: 10_000 });
+    assert((await video.evaluate((v) => v.duration)) === 4, 'the clip plays from its file');
+    await answer(page).getByTestId('timestamp').first().click();
+    await page.waitForFunction(() => Math.abs(document.querySelector('[data-testid="video-player"] video').currentTime - 2.5) < 0.05);
+    assert((await player.getAttribute('data-current-time')) === '2.50', 'player position');
+    // Playback moves the position the player reports.
+    await video.evaluate((v) => { v.muted = true; return v.play(); });
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid="video-player"]').dataset.currentTime) > 2.7, null, { timeout: 5_000 });
+    await video.evaluate((v) => v.pause());
+    // The timeline seeks the element too.
+    const box = await page.getByTestId('video-timeline').boundingBox();
+    await page.mouse.click(box.x + box.width * 0.25, box.y + box.height / 2);
+    await page.waitForFunction(() => Math.abs(document.querySelector('[data-testid="video-player"] video').currentTime - 1) < 0.05);
+    assert(errors.length === 0, `page errors: ${errors.join('; ')}`);
+  });
+
   test('"here": a follow-up sends the player position and the frames around it', async () => {
     const { page } = await ready(open);
     await attachClip(page);
