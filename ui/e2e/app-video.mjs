@@ -34,7 +34,7 @@ const playerState = (driver, session) =>
               video: v ? { current: v.currentTime, ready: v.readyState } : null,
               marks: p.querySelectorAll('[data-testid="frame-mark"]').length };`);
 
-test('the trained video model answers when the ball appears; its chip seeks the player', async (driver) => {
+test('the trained video model answers when the ball appears; its chip seeks the player; "here" sends the frames around it', async (driver) => {
   installModel(driver, MODEL);
   const clip = clipPath();
   await withApp(driver, async (session) => {
@@ -87,6 +87,25 @@ test('the trained video model answers when the ball appears; its chip seeks the 
     const still = await playerState(driver, session);
     assert(Math.abs(still.current - chip.seconds) < 0.011, `the player moved away from the chip's time: ${JSON.stringify(still)}`);
     console.log(`     answer: ${JSON.stringify(answer.text)}; chip ${chip.seconds} s; player ${after.mode} at ${after.current} s; ${cost.frames} frames, ${cost.tokens} tokens`);
+
+    // "What happens here?": the follow-up sends the frames around the player position.
+    const here = await until('the here box', () => find(driver, session, '[data-testid="here"]'));
+    await click(driver, session, here);
+    await ask(driver, session, 'What happens here?');
+    await until('the follow-up answer', async () => {
+      const all = await findAll(driver, session, '[data-testid="message"][data-role="assistant"]');
+      return all.length === 2 && (await attr(driver, session, all[1], 'data-status')) !== 'streaming';
+    }, 120_000);
+    const around = await until('the follow-up player with its plan', () =>
+      exec(driver, session,
+        `const p = document.querySelectorAll('[data-testid="video-player"]')[1];
+         if (!p || !p.querySelector('[data-testid="video-frames"]')) return null;
+         return { caption: p.querySelector('figcaption').textContent,
+                  marks: [...p.querySelectorAll('[data-testid="frame-mark"]')].map((m) => Number(m.dataset.seconds)) };`));
+    // 3 s either side of 3.5 s, inside the 8 s clip.
+    assert(around.caption.includes('asked about 0:03.5'), `caption: ${around.caption}`);
+    assert(around.marks.length > 0 && around.marks.every((t) => t >= 0.5 && t < 6.5), `marks: ${JSON.stringify(around.marks)}`);
+    console.log(`     here at 3.5 s: ${around.marks.length} frames from ${around.marks[0]} to ${around.marks.at(-1)} s`);
   });
 });
 
