@@ -34,8 +34,14 @@ pub struct AppState {
     pub model_info: Mutex<Option<ModelInfo>>,
     /// The loaded model's image cost, for `visionTokens` while an answer holds the engine.
     pub vision: Mutex<Option<VisionBudget>>,
-    /// The loaded model's video sampling settings, for `video_plan` while an answer runs.
-    pub video: Mutex<Option<glimpse_models::processor::config::VideoProcessorConfig>>,
+    /// The loaded model's video sampling settings as `video_plan` last read them (with the
+    /// model's path), for plans while an answer holds the engine.
+    pub video: Mutex<
+        Option<(
+            String,
+            glimpse_models::processor::config::VideoProcessorConfig,
+        )>,
+    >,
     pub slot: GenerationSlot,
 }
 

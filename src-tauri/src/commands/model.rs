@@ -34,7 +34,6 @@ pub async fn load_model(
     let _busy = state.slot.begin()?;
     *lock(&state.model_info) = None;
     *lock(&state.vision) = None;
-    *lock(&state.video) = None;
     let engine = state.engine.clone();
     let dir = PathBuf::from(&path);
     let name = dir
@@ -49,10 +48,7 @@ pub async fn load_model(
         let loaded = LoadedModel::new(loaded, name);
         let out = (
             loaded.engine.config.architecture,
-            (
-                loaded.vision_budget(),
-                loaded.engine.processor.config.video.clone(),
-            ),
+            loaded.vision_budget(),
             loaded.name.clone(),
         );
         *lock(&engine) = Some(loaded);
@@ -60,7 +56,7 @@ pub async fn load_model(
     })
     .await
     .map_err(|e| AppError::TaskFailed(e.to_string()))??;
-    let (architecture, (budget, video), name) = loaded;
+    let (architecture, budget, name) = loaded;
     let info = ModelInfo {
         path,
         name,
@@ -81,7 +77,6 @@ pub async fn load_model(
         load_ms,
     };
     *lock(&state.vision) = Some(budget);
-    *lock(&state.video) = Some(video);
     *lock(&state.model_info) = Some(info.clone());
     Ok(info)
 }

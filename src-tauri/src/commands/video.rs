@@ -1,6 +1,9 @@
 //! Videos: the plan shown before sending (sampled frame times, token cost) and frame previews
 //! for the player's hover and scrubber. Both decode on a blocking thread.
 
+use std::sync::TryLockError;
+
+use glimpse_models::processor::config::VideoProcessorConfig;
 use tauri::{AppHandle, Manager, Runtime};
 
 use crate::attachments::{Attachment, AttachmentKind};
@@ -28,6 +31,46 @@ fn stored_video(state: &AppState, hash: &str) -> Result<Attachment> {
     Ok(a)
 }
 
+/// The loaded model's video sampling settings. An answer holds the engine while it runs, so then
+/// the copy read last time is used, if it is of the model still loaded.
+fn video_config(state: &AppState) -> Result<VideoProcessorConfig> {
+    let loaded = lock(&state.model_info).as_ref().map(|m| m.path.clone());
+    let from_engine = match state.engine.try_lock() {
+        Ok(engine) => Some(
+            engine
+                .as_ref()
+                .map(|m| m.engine.processor.config.video.clone()),
+        ),
+        Err(TryLockError::Poisoned(p)) => Some(
+            p.into_inner()
+                .as_ref()
+                .map(|m| m.engine.processor.config.video.clone()),
+        ),
+        Err(TryLockError::WouldBlock) => None,
+    };
+    choose_config(from_engine, loaded, &mut lock(&state.video))
+}
+
+/// `from_engine`: what the engine holds (`None` when it was busy); `loaded`: the path of the
+/// model the UI was told is loaded; `kept`: the copy from last time, refreshed here.
+fn choose_config(
+    from_engine: Option<Option<VideoProcessorConfig>>,
+    loaded: Option<String>,
+    kept: &mut Option<(String, VideoProcessorConfig)>,
+) -> Result<VideoProcessorConfig> {
+    match (from_engine, loaded) {
+        (Some(Some(cfg)), Some(path)) => {
+            *kept = Some((path, cfg.clone()));
+            Ok(cfg)
+        }
+        (Some(_), _) | (None, None) => Err(AppError::NoModel),
+        (None, Some(path)) => match kept.as_ref() {
+            Some((p, cfg)) if *p == path => Ok(cfg.clone()),
+            _ => Err(AppError::Busy),
+        },
+    }
+}
+
 /// Which frames the model will see of video `hash` sent with `options`, and what they cost.
 /// Needs a loaded model (its sampling settings decide both).
 #[tauri::command]
@@ -38,7 +81,7 @@ pub async fn video_plan<R: Runtime>(
 ) -> Result<PlanView> {
     blocking(app, move |state| {
         let a = stored_video(state, &hash)?;
-        let cfg = lock(&state.video).clone().ok_or(AppError::NoModel)?;
+        let cfg = video_config(state)?;
         let duration = a.duration_ms.map(|ms| ms as f64 / 1000.0);
         video::plan(
             &state.store.resolve(&a.stored_path),
@@ -65,4 +108,62 @@ pub async fn video_frame<R: Runtime>(
         Ok(asset_url(&dest))
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(max_frames: usize) -> VideoProcessorConfig {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/models/dense-v5");
+        let mut cfg = glimpse_models::processor::config::ProcessorConfig::from_dir(&dir)
+            .unwrap()
+            .video;
+        cfg.max_frames = max_frames;
+        cfg
+    }
+
+    #[test]
+    fn plans_use_the_loaded_model_or_its_kept_settings_while_an_answer_runs() {
+        let mut kept = None;
+        let a = || Some("/models/a".to_owned());
+        // No model at all, or one still loading (engine free but the UI not told yet).
+        assert!(matches!(
+            choose_config(Some(None), None, &mut kept),
+            Err(AppError::NoModel)
+        ));
+        assert!(matches!(
+            choose_config(Some(Some(config(1))), None, &mut kept),
+            Err(AppError::NoModel)
+        ));
+        assert!(matches!(
+            choose_config(None, None, &mut kept),
+            Err(AppError::NoModel)
+        ));
+        // An answer holds the engine before any plan was made: nothing to go by.
+        assert!(matches!(
+            choose_config(None, a(), &mut kept),
+            Err(AppError::Busy)
+        ));
+        // Read from the engine, and kept.
+        assert_eq!(
+            choose_config(Some(Some(config(7))), a(), &mut kept)
+                .unwrap()
+                .max_frames,
+            7
+        );
+        assert_eq!(choose_config(None, a(), &mut kept).unwrap().max_frames, 7);
+        // Another model was loaded since: the kept copy is not its settings.
+        assert!(matches!(
+            choose_config(None, Some("/models/b".into()), &mut kept),
+            Err(AppError::Busy)
+        ));
+        assert_eq!(
+            choose_config(Some(Some(config(9))), Some("/models/b".into()), &mut kept)
+                .unwrap()
+                .max_frames,
+            9
+        );
+    }
 }
