@@ -348,10 +348,14 @@ fn ffmpeg_frame(video: &Path, n: u32, dir: &Path) -> image::RgbImage {
 /// Makes a real video of each container the store accepts, with the ffmpeg CLI (a bootstrap
 /// dependency), so import can probe them.
 pub(crate) fn make_video(dir: &Path, name: &str, codec: &[&str]) -> PathBuf {
+    make_video_from(dir, name, "testsrc=size=64x48:rate=10:duration=1", codec)
+}
+
+/// [`make_video`] from any lavfi `source`.
+fn make_video_from(dir: &Path, name: &str, source: &str, codec: &[&str]) -> PathBuf {
     let path = dir.join(name);
     let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg("testsrc=size=64x48:rate=10:duration=1")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", source])
         .args(codec)
         .arg(&path)
         .output()
@@ -362,4 +366,53 @@ pub(crate) fn make_video(dir: &Path, name: &str, codec: &[&str]) -> PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     path
+}
+
+/// Import (probe + first-frame thumbnail) and hover previews of a 60 s 1080p H.264 clip (keyframe
+/// every 2 s), made with the ffmpeg CLI. `cargo test -p glimpse-app measure_1080p -- --ignored
+/// --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check (encodes a 60 s 1080p clip)"]
+fn measure_1080p_import_and_previews() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = make_video_from(
+        dir.path(),
+        "long.mp4",
+        "testsrc2=size=1920x1080:rate=30:duration=60",
+        &[
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "60",
+            "-pix_fmt",
+            "yuv420p",
+        ],
+    );
+    let store = crate::attachments::AttachmentStore::new(dir.path().join("data")).unwrap();
+    let t = std::time::Instant::now();
+    let a = store.import_path(&clip).unwrap();
+    let import = t.elapsed();
+    assert_eq!((a.width, a.height), (Some(1920), Some(1080)));
+    let video = store.resolve(&a.stored_path);
+    let mut times = Vec::new();
+    for s in [0.0, 13.3, 29.9, 45.0, 59.9] {
+        let dest = preview_path(&dir.path().join("thumbs"), &a.hash, s);
+        let t = std::time::Instant::now();
+        preview(&video, &dest, s).unwrap();
+        times.push((s, t.elapsed().as_millis()));
+    }
+    let t = std::time::Instant::now();
+    let cfg = video_config();
+    let p = plan(&video, &VideoRequest::default(), Some(60.0), &cfg).unwrap();
+    let planned = t.elapsed();
+    println!(
+        "import {} ms ({} MB); previews (s, ms): {times:?}; plan {} ms ({} frames, {} tokens)",
+        import.as_millis(),
+        a.byte_size >> 20,
+        planned.as_millis(),
+        p.frame_times.len(),
+        p.vision_tokens
+    );
 }
