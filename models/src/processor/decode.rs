@@ -11,7 +11,7 @@ use ffmpeg_next as ffmpeg;
 
 use super::config::VideoProcessorConfig;
 use super::resize::RgbImage;
-use super::video::{finish_video, resize_frame, ProcessedVideo, VideoMetadata};
+use super::video::{resize_frame, ProcessedVideo, VideoAssembler, VideoMetadata};
 use super::video_plan::{
     plan_from_metadata, with_video_path, FrameTicker, VideoOptions, VideoPlan,
 };
@@ -72,7 +72,15 @@ fn open_stream(path: &Path) -> Result<Opened> {
     };
     let params = stream.parameters();
     let codec = params.id();
-    let ctx = ffmpeg::codec::context::Context::from_parameters(params).map_err(|e| err(path, e))?;
+    let mut ctx =
+        ffmpeg::codec::context::Context::from_parameters(params).map_err(|e| err(path, e))?;
+    // Decoding dominates extraction (10-minute 1080p H.264 at 2 fps: 68 of 84 CPU seconds), and
+    // libavcodec decodes on one thread unless asked; frame threads (count 0 = one per core) give
+    // the same frames in the same order. Measured on 2 busy cores: the same CPU time, 11 % less
+    // wall time (40 s of that file: 14.6 s vs 16.4 s, 16.4 s vs 18.5 s).
+    ctx.set_threading(ffmpeg::codec::threading::Config::kind(
+        ffmpeg::codec::threading::Type::Frame,
+    ));
     let decoder = ctx.decoder().video().map_err(|e| Error::VideoCodec {
         path: path.to_path_buf(),
         reason: if codec == ffmpeg::codec::Id::None {
@@ -311,7 +319,7 @@ pub(crate) fn extract_planned(
     // PyAV's `to_ndarray(format="rgb24")` converts with swscale at the source size; the Qwen
     // resize happens afterwards, on uint8 RGB.
     let mut scaler: Option<Scaler> = None;
-    let mut frames: Vec<RgbImage> = Vec::with_capacity(indices.len());
+    let mut video = VideoAssembler::new(cfg, indices.len(), Some(size));
     let mut next = 0usize; // position in `indices`
     ticker.check()?;
     let decoded = decode_with_fallback(path, first, &mut |i, frame| {
@@ -326,9 +334,16 @@ pub(crate) fn extract_planned(
         let img = RgbImage::new(w as usize, h as usize, packed_rgb(&rgb))?;
         let img = resize_frame(img, size)?;
         // Duplicate indices (a video shorter than min_frames) reuse the same decoded frame.
+        let mut img = Some(img);
         while next < indices.len() && indices[next] <= i {
-            frames.push(img.clone());
             next += 1;
+            let repeat = next < indices.len() && indices[next] <= i;
+            let frame = if repeat {
+                img.clone().expect("kept while repeated")
+            } else {
+                img.take().expect("pushed once")
+            };
+            video.push(frame)?;
             ticker.tick();
         }
         Ok(next < indices.len())
@@ -352,7 +367,9 @@ pub(crate) fn extract_planned(
         });
     }
     let fps = plan.metadata.fps_or_default();
-    finish_video(frames, indices.clone(), fps, cfg).map_err(|e| with_video_path(e, path))
+    video
+        .finish(indices.clone(), fps)
+        .map_err(|e| with_video_path(e, path))
 }
 
 /// Decode `path`, sample frames as `Qwen3VLVideoProcessor` does, resize and patchify them.

@@ -169,6 +169,110 @@ pub fn resize_frame(frame: RgbImage, size: (usize, usize)) -> Result<RgbImage> {
     }
 }
 
+/// Builds a processed video one resized frame at a time: each temporal group is patchified as
+/// soon as its frames are in, so at most one group of resized frames is held beside the output.
+pub struct VideoAssembler<'c> {
+    cfg: &'c VideoProcessorConfig,
+    norm: [(f32, f32); 3],
+    size: Option<(usize, usize)>,
+    pending: Vec<RgbImage>,
+    pixel_values: Vec<f32>,
+    groups: usize,
+}
+
+impl<'c> VideoAssembler<'c> {
+    /// `expected_frames` sizes the output buffer once (no reallocation spikes); 0 if unknown.
+    pub fn new(
+        cfg: &'c VideoProcessorConfig,
+        expected_frames: usize,
+        size: Option<(usize, usize)>,
+    ) -> Self {
+        let tp = cfg.temporal_patch_size;
+        let capacity = size.map_or(0, |(h, w)| expected_frames.div_ceil(tp) * tp * h * w * 3);
+        Self {
+            cfg,
+            norm: fused_mean_std(&cfg.image_mean, &cfg.image_std, cfg.rescale_factor),
+            size,
+            pending: Vec::with_capacity(tp),
+            pixel_values: Vec::with_capacity(capacity),
+            groups: 0,
+        }
+    }
+
+    /// Add the next sampled frame (already resized).
+    pub fn push(&mut self, frame: RgbImage) -> Result<()> {
+        let (p, m) = (self.cfg.patch_size, self.cfg.merge_size);
+        let dims = (frame.height, frame.width);
+        match self.size {
+            Some(s) if s != dims => {
+                return Err(Error::bad_config(
+                    "video frames",
+                    "all frames of a video must have the same size",
+                ))
+            }
+            _ => self.size = Some(dims),
+        }
+        if !dims.0.is_multiple_of(p * m) || !dims.1.is_multiple_of(p * m) {
+            return Err(Error::bad_config(
+                "video frames",
+                format!(
+                    "{}x{} is not a multiple of patch·merge = {}",
+                    dims.1,
+                    dims.0,
+                    p * m
+                ),
+            ));
+        }
+        self.pending.push(frame);
+        if self.pending.len() == self.cfg.temporal_patch_size {
+            self.flush();
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) {
+        let refs: Vec<&RgbImage> = self.pending.iter().collect();
+        let c = self.cfg;
+        patchify_into(
+            &mut self.pixel_values,
+            &refs,
+            c.patch_size,
+            c.merge_size,
+            c.temporal_patch_size,
+            &self.norm,
+        );
+        self.pending.clear();
+        self.groups += 1;
+    }
+
+    /// Pad the last group by repeating its last frame, as transformers does, and finish.
+    pub fn finish(mut self, frame_indices: Vec<usize>, fps: f64) -> Result<ProcessedVideo> {
+        let Some(size) = self.size else {
+            return Err(Error::NoVideoFrames {
+                path: PathBuf::new(),
+                reason: "no frames were decoded".into(),
+            });
+        };
+        if let Some(last) = self.pending.last().cloned() {
+            while self.pending.len() < self.cfg.temporal_patch_size {
+                self.pending.push(last.clone());
+            }
+            self.flush();
+        }
+        let p = self.cfg.patch_size;
+        let grid_thw = [self.groups, size.0 / p, size.1 / p];
+        let timestamps = group_timestamps(&frame_indices, fps, self.cfg.temporal_patch_size);
+        Ok(ProcessedVideo {
+            pixel_values: self.pixel_values,
+            grid_thw,
+            frame_indices,
+            fps,
+            timestamps,
+            resized: size,
+        })
+    }
+}
+
 /// Patchify already-resized sampled frames into one processed video.
 pub fn finish_video(
     frames: Vec<RgbImage>,
@@ -176,55 +280,12 @@ pub fn finish_video(
     fps: f64,
     cfg: &VideoProcessorConfig,
 ) -> Result<ProcessedVideo> {
-    let Some(first) = frames.first() else {
-        return Err(Error::NoVideoFrames {
-            path: PathBuf::new(),
-            reason: "no frames were decoded".into(),
-        });
-    };
-    let resized = (first.height, first.width);
-    if frames.iter().any(|f| (f.height, f.width) != resized) {
-        return Err(Error::bad_config(
-            "video frames",
-            "all frames of a video must have the same size",
-        ));
+    let size = frames.first().map(|f| (f.height, f.width));
+    let mut v = VideoAssembler::new(cfg, frames.len(), size);
+    for f in frames {
+        v.push(f)?;
     }
-    let (p, m) = (cfg.patch_size, cfg.merge_size);
-    if resized.0 % (p * m) != 0 || resized.1 % (p * m) != 0 {
-        return Err(Error::bad_config(
-            "video frames",
-            format!(
-                "{}x{} is not a multiple of patch·merge = {}",
-                resized.1,
-                resized.0,
-                p * m
-            ),
-        ));
-    }
-    // Pad to a multiple of the temporal patch by repeating the last (resized) frame.
-    let mut refs: Vec<&RgbImage> = frames.iter().collect();
-    while !refs.len().is_multiple_of(cfg.temporal_patch_size) {
-        refs.push(refs[refs.len() - 1]);
-    }
-    let norm = fused_mean_std(&cfg.image_mean, &cfg.image_std, cfg.rescale_factor);
-    let mut pixel_values = Vec::new();
-    let grid_thw = patchify_into(
-        &mut pixel_values,
-        &refs,
-        p,
-        m,
-        cfg.temporal_patch_size,
-        &norm,
-    );
-    let timestamps = group_timestamps(&frame_indices, fps, cfg.temporal_patch_size);
-    Ok(ProcessedVideo {
-        pixel_values,
-        grid_thw,
-        frame_indices,
-        fps,
-        timestamps,
-        resized,
-    })
+    v.finish(frame_indices, fps)
 }
 
 /// The frames sampled from a list of `n` frame files at `fps`: no file is read.
@@ -266,7 +327,7 @@ pub(crate) fn process_frame_files_with(
     let meta = VideoMetadata::new(files.len(), fps, probe.width, probe.height);
     let indices = sample_frame_indices(&meta, cfg)?;
     let size = video_target_size(indices.len(), meta.height, meta.width, cfg)?;
-    let mut frames = Vec::with_capacity(indices.len());
+    let mut video = VideoAssembler::new(cfg, indices.len(), Some(size));
     for &i in &indices {
         ticker.check()?;
         let f = if i == 0 {
@@ -283,10 +344,10 @@ pub(crate) fn process_frame_files_with(
                 ),
             ));
         }
-        frames.push(resize_frame(f, size)?);
+        video.push(resize_frame(f, size)?)?;
         ticker.tick();
     }
-    finish_video(frames, indices, meta.fps_or_default(), cfg)
+    video.finish(indices, meta.fps_or_default())
 }
 
 /// The frame files of a folder, in file-name order.
