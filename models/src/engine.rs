@@ -123,6 +123,17 @@ impl Prepared {
     }
 }
 
+/// The steps of [`Engine::load_with`], in order. Building the model (reading every tensor and
+/// converting it to the chosen dtype) is the long one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadStage {
+    ReadingConfig,
+    ReadingProcessor,
+    OpeningDevice,
+    MappingWeights,
+    BuildingModel,
+}
+
 pub struct Engine {
     dir: PathBuf,
     pub config: Config,
@@ -135,11 +146,25 @@ impl Engine {
     /// Loads everything from a checkpoint folder. The processor files are read first, so a
     /// missing tokenizer or template fails before gigabytes of weights are mapped.
     pub fn load(dir: &Path, options: &LoadOptions) -> Result<Self> {
+        Self::load_with(dir, options, &mut |_| {})
+    }
+
+    /// [`Engine::load`], telling `on_stage` as each step begins (for a progress display).
+    pub fn load_with(
+        dir: &Path,
+        options: &LoadOptions,
+        on_stage: &mut dyn FnMut(LoadStage),
+    ) -> Result<Self> {
+        on_stage(LoadStage::ReadingConfig);
         let config = Config::from_dir(dir)?;
+        on_stage(LoadStage::ReadingProcessor);
         let processor = Processor::from_dir(dir)?;
         let generation_config = GenerationConfig::from_dir(dir)?;
+        on_stage(LoadStage::OpeningDevice);
         let device = options.device.open()?;
+        on_stage(LoadStage::MappingWeights);
         let vb = crate::qwen3_vl::weights::open_var_builder(dir, options.dtype, &device)?;
+        on_stage(LoadStage::BuildingModel);
         let model = Qwen3VLModel::new(&config, vb)?;
         Ok(Self {
             dir: dir.to_path_buf(),

@@ -3,6 +3,7 @@
 
 pub mod chat;
 pub mod link;
+pub mod manager;
 pub mod media;
 pub mod model;
 pub mod video;
@@ -36,6 +37,12 @@ pub fn search_locations<R: Runtime>(app: &AppHandle<R>) -> Result<Vec<SearchLoca
     let home = paths.home_dir().ok();
     if let Some(hub) = model_search::hf_hub_cache(|k| std::env::var(k).ok(), home.as_deref()) {
         locations.push(SearchLocation::new(LocationKind::HuggingFaceCache, hub));
+    }
+    // The folders added in the model manager, each one model.
+    if let Some(manager) = app.try_state::<crate::models::manager_state::ManagerState>() {
+        for folder in manager.folders.list()? {
+            locations.push(SearchLocation::new(LocationKind::UserFolder, folder));
+        }
     }
     Ok(locations)
 }

@@ -131,6 +131,34 @@ pub enum AppError {
     /// A model download failed; the inner error carries its own `kind`.
     #[error(transparent)]
     Download(#[from] crate::models::error::DownloadError),
+
+    /// A folder the user asked to add does not exist (or is not a folder).
+    #[error("{} is not a folder on this computer", .0.display())]
+    FolderNotFound(PathBuf),
+
+    /// A small settings file in the app's data folder could not be read or written.
+    #[error("cannot read or write {}: {source}", path.display())]
+    SettingsIo {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Only the catalogue's checkpoints are downloaded.
+    #[error("{0} is not in Glimpse's model catalogue")]
+    UnknownRepo(String),
+
+    /// A second download of a repository that is already downloading.
+    #[error("{0} is already downloading")]
+    AlreadyDownloading(String),
+
+    /// The folder cannot be loaded (the validation's reason).
+    #[error("{path} cannot be loaded: {reason}")]
+    UnusableModel { path: String, reason: String },
+
+    /// The device or dtype chosen cannot work here; the inner error carries its own `kind`.
+    #[error(transparent)]
+    LoadRefused(#[from] crate::models::load_check::LoadRefusal),
 }
 
 impl AppError {
@@ -161,6 +189,12 @@ impl AppError {
             Self::NothingToAnswer(_) => "nothingToAnswer",
             Self::TaskFailed(_) => "taskFailed",
             Self::Download(e) => e.kind(),
+            Self::FolderNotFound(_) => "folderNotFound",
+            Self::SettingsIo { .. } => "settingsIo",
+            Self::UnknownRepo(_) => "unknownRepo",
+            Self::AlreadyDownloading(_) => "alreadyDownloading",
+            Self::UnusableModel { .. } => "unusableModel",
+            Self::LoadRefused(e) => e.kind(),
         }
     }
 }

@@ -19,12 +19,26 @@ pub fn run() {
         .setup(|app| {
             let data_dir = app.path().app_data_dir()?;
             app.manage(state::AppState::open(&data_dir)?);
+            let home = app.path().home_dir().ok();
+            app.manage(models::manager_state::ManagerState::new(
+                &data_dir,
+                home.as_deref(),
+                |k| std::env::var(k).ok(),
+            ));
             Ok(())
         })
         .invoke_handler(tauri::generate_handler![
             commands::app_status,
             commands::model::load_model,
             commands::model::loaded_model,
+            commands::model::unload_model,
+            commands::manager::model_catalog,
+            commands::manager::local_models,
+            commands::manager::add_model_folder,
+            commands::manager::remove_model_folder,
+            commands::manager::start_download,
+            commands::manager::pause_download,
+            commands::manager::cancel_download,
             commands::media::import_attachment,
             commands::media::paste_attachment,
             commands::media::pick_attachments,

@@ -29,6 +29,8 @@ pub enum LocationKind {
     AppData,
     /// A Hugging Face hub cache.
     HuggingFaceCache,
+    /// A folder the user added in the model manager: the folder itself is one model.
+    UserFolder,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -99,6 +101,7 @@ pub fn search(locations: &[SearchLocation]) -> Result<SearchResult> {
         match loc.kind {
             LocationKind::AppData => search_app_dir(&loc.path, &mut out)?,
             LocationKind::HuggingFaceCache => search_hub_cache(&loc.path, &mut out)?,
+            LocationKind::UserFolder => search_user_folder(&loc.path, &mut out),
         }
     }
     out.models.sort_by(|a, b| a.name.cmp(&b.name));
@@ -152,6 +155,26 @@ fn search_hub_cache(root: &Path, out: &mut SearchResult) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// An added folder is reported whatever it holds: the user pointed Glimpse at it.
+fn search_user_folder(dir: &Path, out: &mut SearchResult) {
+    let name = dir.display().to_string();
+    match inspect(dir) {
+        Candidate::Usable(architecture) => out.models.push(FoundModel {
+            name,
+            path: dir.to_path_buf(),
+            location: LocationKind::UserFolder,
+            architecture,
+        }),
+        Candidate::Unusable(reason) | Candidate::NotQwen3Vl(reason) => {
+            out.unusable.push(UnusableModel {
+                name,
+                path: dir.to_path_buf(),
+                reason,
+            })
+        }
+    }
 }
 
 /// The snapshot `refs/main` points at, else the first snapshot (by name) with a config.json.

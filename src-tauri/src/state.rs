@@ -22,6 +22,10 @@ pub struct ModelInfo {
     pub device: &'static str,
     pub dtype: &'static str,
     pub load_ms: u64,
+    /// Growth of the process's resident memory across the load (`None` where not measurable).
+    pub memory_bytes: Option<u64>,
+    /// The load worked but the choice is poor (bf16 on the CPU is slow, for one).
+    pub warnings: Vec<String>,
 }
 
 pub struct AppState {

@@ -16,6 +16,7 @@ import type {
 } from '../src/lib/ipc';
 // A real 4 s, 10 fps VP8 clip (ffmpeg testsrc), so the browser plays it in a <video>.
 import webmUrl from './ball.webm?url';
+import { MockManager, NOT_MINE } from './mock-manager';
 
 export const HOME = '/home/ada';
 
@@ -142,6 +143,8 @@ export type Scenario = 'no-model' | 'one-model' | 'unreadable';
 interface MockOptions {
   /** Milliseconds between streamed tokens (the browser tests slow it down to stop mid-stream). */
   tokenMs?: number;
+  /** Milliseconds per simulated download step (40 steps per download). */
+  downloadStepMs?: number;
 }
 
 // mocks.ts installs runCallback; the Channel registered its id there.
@@ -236,6 +239,14 @@ export function installMockBackend(scenario: Scenario, options: MockOptions = {}
     return answer.id;
   }
 
+  // Channel messages carry an index; `null` closes the channel.
+  const channelIndex = new Map<number, number>();
+  const manager = new MockManager((id, message) => {
+    const index = channelIndex.get(id) ?? 0;
+    channelIndex.set(id, index + 1);
+    internals().runCallback(id, message === null ? { index, end: true } : { index, message });
+  }, options.downloadStepMs);
+
   clearMocks();
   calls.length = 0;
   // The browser tests read the calls from the page.
@@ -248,24 +259,40 @@ export function installMockBackend(scenario: Scenario, options: MockOptions = {}
       if (running) throw { kind: 'busy', message: 'An answer is being generated; stop it first.' };
     };
     switch (cmd) {
-      case 'app_status':
+      case 'app_status': {
         if (scenario === 'unreadable') throw UNREADABLE;
-        return scenario === 'no-model' ? NO_MODEL : ONE_MODEL;
+        const base = scenario === 'no-model' ? NO_MODEL : ONE_MODEL;
+        return { ...base, models: [...base.models, ...manager.found] };
+      }
       case 'loaded_model':
         return loaded;
       case 'load_model': {
-        const found = ONE_MODEL.models.find((m) => m.path === args.path);
+        const found = [...ONE_MODEL.models, ...manager.found].find((m) => m.path === args.path);
         if (!found) throw { kind: 'modelNotFound', message: `no model at ${String(args.path)}` };
+        if (args.device === 'cuda') {
+          throw { kind: 'deviceNotCompiled', message: 'this copy of Glimpse was built without CUDA support, so it cannot load on CUDA; choose the CPU, or build Glimpse with `--features cuda`' };
+        }
+        const progress = args.onProgress as { id: number } | undefined;
+        if (progress) {
+          internals().runCallback(progress.id, { index: 0, message: { stage: 'checking', step: 1, steps: 7 } });
+          internals().runCallback(progress.id, { index: 1, message: { stage: 'buildingModel', step: 7, steps: 7 } });
+        }
         loaded = {
           path: found.path,
           name: found.name,
           architecture: found.architecture,
           device: (args.device as ModelInfo['device']) ?? 'cpu',
-          dtype: (args.dtype as ModelInfo['dtype']) ?? 'f32',
+          dtype: args.dtype === undefined || args.dtype === 'auto' ? 'f32' : (args.dtype as ModelInfo['dtype']),
           loadMs: 1234,
+          memoryBytes: 8_900_000_000,
+          warnings: args.dtype === 'bf16' && args.device !== 'cuda' ? ['bf16 on the CPU works but is several times slower than f32'] : [],
         };
         return loaded;
       }
+      case 'unload_model':
+        busy();
+        loaded = null;
+        return { freedBytes: 8_900_000_000 };
       case 'import_attachment': {
         const path = String(args.path);
         const name = path.split('/').at(-1) ?? path;
@@ -358,8 +385,11 @@ export function installMockBackend(scenario: Scenario, options: MockOptions = {}
       case 'open_link':
         // The real command opens the system browser; the mock only records the request.
         return null;
-      default:
+      default: {
+        const answer = manager.handle(cmd, args);
+        if (answer !== NOT_MINE) return answer;
         throw new Error(`the mock backend has no command ${cmd}`);
+      }
     }
   });
 }

@@ -3,5 +3,8 @@ import { installMockBackend, type Scenario } from './mock-backend';
 
 const query = new URLSearchParams(location.search);
 const scenario = (query.get('scenario') ?? 'no-model') as Scenario;
-installMockBackend(scenario, { tokenMs: Number(query.get('tokenMs') ?? 20) });
+installMockBackend(scenario, {
+  tokenMs: Number(query.get('tokenMs') ?? 20),
+  downloadStepMs: Number(query.get('downloadStepMs') ?? 60),
+});
 await import('../src/main');

@@ -1,50 +1,94 @@
-//! Loading the model.
+//! Loading and unloading the model.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use glimpse_models::engine::{parse_dtype, DeviceKind, Engine, LoadOptions};
+use glimpse_models::engine::{DeviceKind, Engine, LoadOptions};
 use glimpse_models::qwen3_vl::config::Architecture;
+use serde::Serialize;
+use tauri::ipc::Channel;
 use tauri::State;
 
 use crate::chat::run::{lock, LoadedModel};
 use crate::error::{AppError, Result};
+use crate::models::load_check::{
+    self, dtype_name, engine_stage, preflight, resident_bytes, Backends, LoadProgress, Preflight,
+};
+use crate::models::local::display_name;
+use crate::models::system::{detect_gpu, SystemInfo};
 use crate::state::{AppState, ModelInfo};
 
-/// Loads the checkpoint in `path` on a blocking thread, replacing the loaded model. The old
-/// one is dropped first so two models never share memory.
+/// Loads the checkpoint in `path` on a blocking thread, replacing the loaded model. The folder
+/// is validated and the device, dtype and memory checked first (a refusal says why; without a
+/// dtype, or with `auto`, the CPU gets f32 when it fits, else bf16); the old
+/// model is dropped before the new one loads so two never share memory. Stages stream through
+/// `on_progress`; the answer includes the memory the model took.
 #[tauri::command]
 pub async fn load_model(
     state: State<'_, AppState>,
     path: String,
     device: Option<String>,
     dtype: Option<String>,
+    on_progress: Channel<LoadProgress>,
 ) -> Result<ModelInfo> {
     let device: DeviceKind = device.as_deref().unwrap_or("cpu").parse()?;
-    let dtype_name = dtype.unwrap_or_else(|| {
-        // Half precision on accelerators; f32 on the CPU, where candle's bf16 matmuls are slow.
-        if device == DeviceKind::Cpu {
-            "f32"
-        } else {
-            "bf16"
-        }
-        .to_owned()
-    });
-    let dtype = parse_dtype(&dtype_name)?;
+    let dtype = match dtype.as_deref() {
+        None | Some("auto") => None,
+        Some(text) => Some(load_check::parse_dtype(text).ok_or_else(|| {
+            glimpse_models::Error::bad_config(
+                "dtype",
+                format!("`{text}` is not one of f32, bf16, f16"),
+            )
+        })?),
+    };
     let _busy = state.slot.begin()?;
+    let send = move |p: LoadProgress| {
+        let _ = on_progress.send(p);
+    };
+    send(load_check::progress("checking"));
+    let dir = PathBuf::from(&path);
+    let name = display_name(&dir);
+    let freed_by_unload = lock(&state.model_info)
+        .as_ref()
+        .and_then(|m| m.memory_bytes)
+        .unwrap_or(0);
+    let engine = state.engine.clone();
+    let check_dir = dir.clone();
+    let Preflight { dtype, warnings } = tauri::async_runtime::spawn_blocking(move || {
+        let gpu = (device == DeviceKind::Cuda).then(detect_gpu).flatten();
+        let system = SystemInfo::detect(gpu);
+        preflight(
+            &check_dir,
+            device,
+            dtype,
+            Backends::compiled(),
+            &system,
+            freed_by_unload,
+        )
+    })
+    .await
+    .map_err(|e| AppError::TaskFailed(e.to_string()))??;
+    let candle_dtype = glimpse_models::engine::parse_dtype(dtype_name(dtype))?;
+
     *lock(&state.model_info) = None;
     *lock(&state.vision) = None;
-    let engine = state.engine.clone();
-    let dir = PathBuf::from(&path);
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.clone());
-    let (loaded, load_ms) = tauri::async_runtime::spawn_blocking(move || {
+    let (loaded, load_ms, memory_bytes) = tauri::async_runtime::spawn_blocking(move || {
+        send(load_check::progress("unloading"));
         *lock(&engine) = None;
+        let before = resident_bytes();
         let start = Instant::now();
-        let loaded = Engine::load(&dir, &LoadOptions { device, dtype })?;
+        let loaded = Engine::load_with(
+            &dir,
+            &LoadOptions {
+                device,
+                dtype: candle_dtype,
+            },
+            &mut |stage| send(engine_stage(stage)),
+        )?;
         let load_ms = start.elapsed().as_millis() as u64;
+        let memory = before
+            .zip(resident_bytes())
+            .map(|(b, a)| a.saturating_sub(b));
         let loaded = LoadedModel::new(loaded, name);
         let out = (
             loaded.engine.config.architecture,
@@ -52,7 +96,7 @@ pub async fn load_model(
             loaded.name.clone(),
         );
         *lock(&engine) = Some(loaded);
-        Ok::<_, AppError>((out, load_ms))
+        Ok::<_, AppError>((out, load_ms, memory))
     })
     .await
     .map_err(|e| AppError::TaskFailed(e.to_string()))??;
@@ -69,16 +113,40 @@ pub async fn load_model(
             DeviceKind::Cuda => "cuda",
             DeviceKind::Metal => "metal",
         },
-        dtype: match dtype_name.as_str() {
-            "bf16" => "bf16",
-            "f16" => "f16",
-            _ => "f32",
-        },
+        dtype: dtype_name(dtype),
         load_ms,
+        memory_bytes,
+        warnings,
     };
     *lock(&state.vision) = Some(budget);
     *lock(&state.model_info) = Some(info.clone());
     Ok(info)
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Unloaded {
+    /// How much the process's resident memory shrank (`None` where not measurable).
+    pub freed_bytes: Option<u64>,
+}
+
+/// Drops the loaded model and frees its memory; refused while an answer is being generated.
+#[tauri::command]
+pub async fn unload_model(state: State<'_, AppState>) -> Result<Unloaded> {
+    let _busy = state.slot.begin()?;
+    *lock(&state.model_info) = None;
+    *lock(&state.vision) = None;
+    let engine = state.engine.clone();
+    tauri::async_runtime::spawn_blocking(move || {
+        let before = resident_bytes();
+        *lock(&engine) = None;
+        let freed_bytes = before
+            .zip(resident_bytes())
+            .map(|(b, a)| b.saturating_sub(a));
+        Unloaded { freed_bytes }
+    })
+    .await
+    .map_err(|e| AppError::TaskFailed(e.to_string()))
 }
 
 #[tauri::command]

@@ -20,8 +20,13 @@
 pub mod cache;
 pub mod catalog;
 pub mod download;
+pub mod downloads;
 pub mod error;
 pub mod hub;
+pub mod load_check;
+pub mod local;
+pub mod manager_state;
+pub mod overview;
 pub mod system;
 pub mod validate;
 

@@ -24,6 +24,7 @@ const MAX_HEADER_BYTES: u64 = 100 * 1024 * 1024;
 #[serde(tag = "status", rename_all = "camelCase")]
 pub enum Validation {
     /// `summary` is one line for the model list, e.g. "dense Qwen3-VL, 2.13 B parameters, 1 file".
+    #[serde(rename_all = "camelCase")]
     Usable {
         summary: String,
         architecture: ModelArchitecture,

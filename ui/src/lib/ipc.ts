@@ -3,7 +3,7 @@
 // src-tauri/src/model_search.rs (serde camelCase).
 import { Channel, invoke } from '@tauri-apps/api/core';
 
-export type LocationKind = 'appData' | 'huggingFaceCache';
+export type LocationKind = 'appData' | 'huggingFaceCache' | 'userFolder';
 
 export interface SearchLocation {
   kind: LocationKind;
@@ -74,6 +74,8 @@ export function appStatus(): Promise<Result<AppStatus>> {
 
 export type Device = 'cpu' | 'cuda' | 'metal';
 export type DType = 'f32' | 'bf16' | 'f16';
+/** `auto`: the back end picks (f32 on the CPU when it fits in memory, else bf16). */
+export type DTypeChoice = DType | 'auto';
 
 export interface ModelInfo {
   path: string;
@@ -82,6 +84,10 @@ export interface ModelInfo {
   device: Device;
   dtype: DType;
   loadMs: number;
+  /** Growth of the app's resident memory across the load; absent where not measurable. */
+  memoryBytes?: number | null;
+  /** The load worked but the choice is poor (bf16 on the CPU is slow). */
+  warnings?: string[];
 }
 
 export interface Attachment {
@@ -156,8 +162,16 @@ export interface SentIds {
 
 export type ExportFormat = 'markdown' | 'json';
 
-export function loadModel(path: string, device?: Device, dtype?: DType): Promise<Result<ModelInfo>> {
-  return call<ModelInfo>('load_model', { path, device, dtype });
+/** Loads a model folder; its stages arrive on `onProgress` (see src-tauri/src/commands/model.rs). */
+export function loadModel(
+  path: string,
+  device?: Device,
+  dtype?: DTypeChoice,
+  onProgress: (progress: LoadProgress) => void = () => {},
+): Promise<Result<ModelInfo>> {
+  const ch = new Channel<LoadProgress>();
+  ch.onmessage = onProgress;
+  return call<ModelInfo>('load_model', { path, device, dtype, onProgress: ch });
 }
 
 export function loadedModel(): Promise<Result<ModelInfo | null>> {
@@ -290,4 +304,161 @@ export function videoPlan(hash: string, options: VideoRequest): Promise<Result<V
 /** The asset URL of a small JPEG of the frame at `seconds` (cached by the backend). */
 export function videoFrame(hash: string, seconds: number): Promise<Result<string>> {
   return call<string>('video_frame', { hash, seconds });
+}
+
+// ---- Model manager (issue 6; src-tauri/src/commands/manager.rs, src-tauri/src/models/) ----
+
+export type CatalogDtype = 'bf16' | 'f16' | 'f32';
+
+export interface MemoryNeed {
+  dtype: CatalogDtype;
+  weightsBytes: number;
+  allowanceBytes: number;
+  totalBytes: number;
+}
+
+export interface CatalogEntry {
+  repo: string;
+  sizeLabel: string;
+  flavour: 'instruct' | 'thinking';
+  moe: boolean;
+  parameters: number;
+  downloadBytes: number;
+  /** The parameter count comes from an unverified config (32B). */
+  estimated: boolean;
+  memory: MemoryNeed[];
+}
+
+export interface Fit {
+  dtype: CatalogDtype;
+  fitsCpu: boolean;
+  /** Null when no usable GPU is known. */
+  fitsGpu: boolean | null;
+}
+
+export interface CatalogRow {
+  entry: CatalogEntry;
+  fits: Fit[];
+}
+
+export interface GpuInfo {
+  name: string;
+  totalVramBytes: number;
+  freeVramBytes: number | null;
+}
+
+export interface SystemInfo {
+  totalRamBytes: number;
+  availableRamBytes: number;
+  cpuCores: number;
+  gpu: GpuInfo | null;
+}
+
+export interface Recommendation {
+  entry: CatalogEntry;
+  device: 'cpu' | 'gpu';
+  dtype: CatalogDtype;
+  countedBytes: number;
+  budgetBytes: number;
+  reason: string;
+}
+
+export interface CatalogView {
+  system: SystemInfo;
+  backends: { cuda: boolean; metal: boolean };
+  rows: CatalogRow[];
+  recommendation: Recommendation | null;
+  endpoint: string;
+}
+
+export type Validation =
+  | { status: 'usable'; summary: string; architecture: 'dense' | 'moe'; parameters: number; weightBytes: number }
+  | { status: 'unusable'; reason: string };
+
+export type ModelSource = LocationKind;
+
+export interface LocalModel {
+  name: string;
+  path: string;
+  source: ModelSource;
+  validation: Validation;
+}
+
+export interface PartialDownload {
+  repo: string;
+  keptBytes: number;
+}
+
+export interface LocalModels {
+  locations: SearchLocation[];
+  models: LocalModel[];
+  partialDownloads: PartialDownload[];
+}
+
+export interface PlannedFile {
+  name: string;
+  size: number;
+  etag: string;
+  sha256: string | null;
+}
+
+export type DownloadEvent =
+  | { event: 'started'; repo: string; commit: string; files: PlannedFile[]; totalBytes: number; alreadyDone: number }
+  | {
+      event: 'progress';
+      file: string;
+      fileDone: number;
+      fileSize: number;
+      totalDone: number;
+      totalBytes: number;
+      bytesPerSec: number;
+      etaSecs: number | null;
+    }
+  | { event: 'fileDone'; file: string }
+  | { event: 'finished'; snapshot: string };
+
+export type DownloadOutcome = { status: 'complete'; snapshot: string } | { status: 'stopped'; keptBytes: number };
+
+export interface LoadProgress {
+  stage: string;
+  step: number;
+  steps: number;
+}
+
+export function modelCatalog(): Promise<Result<CatalogView>> {
+  return call<CatalogView>('model_catalog');
+}
+
+export function localModels(): Promise<Result<LocalModels>> {
+  return call<LocalModels>('local_models');
+}
+
+/** Adds a folder by its path, or (without one) through the native folder picker; null when the
+ *  picker was cancelled. */
+export function addModelFolder(path?: string): Promise<Result<LocalModels | null>> {
+  return call<LocalModels | null>('add_model_folder', { path });
+}
+
+export function removeModelFolder(path: string): Promise<Result<LocalModels>> {
+  return call<LocalModels>('remove_model_folder', { path });
+}
+
+/** Downloads or resumes `repo`; resolves when it completes, pauses, is cancelled or fails. */
+export function startDownload(repo: string, onEvent: (event: DownloadEvent) => void): Promise<Result<DownloadOutcome>> {
+  const ch = new Channel<DownloadEvent>();
+  ch.onmessage = onEvent;
+  return call<DownloadOutcome>('start_download', { repo, onEvent: ch });
+}
+
+export function pauseDownload(repo: string): Promise<Result<boolean>> {
+  return call<boolean>('pause_download', { repo });
+}
+
+/** Stops and deletes the partial files (also those left by an earlier session). */
+export function cancelDownload(repo: string): Promise<Result<boolean>> {
+  return call<boolean>('cancel_download', { repo });
+}
+
+export function unloadModel(): Promise<Result<{ freedBytes: number | null }>> {
+  return call<{ freedBytes: number | null }>('unload_model');
 }

@@ -2,9 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { describeLocation, locationLabel } from './locations';
 
 describe('locations', () => {
-  it('names both kinds', () => {
+  it('names every kind', () => {
     expect(locationLabel('appData')).toBe("Glimpse's model folder");
     expect(locationLabel('huggingFaceCache')).toBe('Hugging Face cache');
+    expect(locationLabel('userFolder')).toBe('Added folder');
   });
 
   it('says when a folder does not exist yet', () => {

@@ -4,6 +4,7 @@ import type { LocationKind, SearchLocation } from './ipc';
 const LABELS: Record<LocationKind, string> = {
   appData: "Glimpse's model folder",
   huggingFaceCache: 'Hugging Face cache',
+  userFolder: 'Added folder',
 };
 
 export function locationLabel(kind: LocationKind): string {

@@ -1,14 +1,27 @@
 // The models found on disk and the one loaded. Only reactive state and the calls that change it.
-import { appStatus, loadModel, loadedModel, type AppError, type AppStatus, type DType, type Device, type ModelInfo } from '../ipc';
+import {
+  appStatus,
+  loadModel,
+  loadedModel,
+  unloadModel,
+  type AppError,
+  type AppStatus,
+  type DTypeChoice,
+  type Device,
+  type LoadProgress,
+  type ModelInfo,
+} from '../ipc';
 
 export class ModelsState {
   status = $state<AppStatus | null>(null);
   loaded = $state<ModelInfo | null>(null);
   /** Path of the model being loaded, while it loads. */
   loading = $state<string | null>(null);
+  /** The load's current stage, while it loads. */
+  progress = $state<LoadProgress | null>(null);
   error = $state<AppError | null>(null);
   device = $state<Device>('cpu');
-  dtype = $state<DType>('f32');
+  dtype = $state<DTypeChoice>('auto');
 
   async refresh(): Promise<void> {
     const status = await appStatus();
@@ -22,12 +35,27 @@ export class ModelsState {
     if (loaded.ok) this.loaded = loaded.value;
   }
 
-  async load(path: string): Promise<void> {
+  /** True when the model loaded. */
+  async load(path: string): Promise<boolean> {
     this.loading = path;
+    this.progress = null;
     this.error = null;
-    const result = await loadModel(path, this.device, this.dtype);
+    const result = await loadModel(path, this.device, this.dtype, (p) => (this.progress = p));
     this.loading = null;
+    this.progress = null;
     if (result.ok) this.loaded = result.value;
+    else {
+      this.error = result.error;
+      // A failed load has already dropped the previous model.
+      const still = await loadedModel();
+      if (still.ok) this.loaded = still.value;
+    }
+    return result.ok;
+  }
+
+  async unload(): Promise<void> {
+    const result = await unloadModel();
+    if (result.ok) this.loaded = null;
     else this.error = result.error;
   }
 }
