@@ -9,8 +9,10 @@
 //! TIFF images (what the engine decodes), MP4, MOV, MKV, WebM and AVI videos. An image is decoded
 //! once at import (making the thumbnail), so a corrupt one is refused before it reaches a
 //! message; decoding is bounded by [`AttachmentStore::max_decode_bytes`], checked against the
-//! header's dimensions before any pixel is read. Videos are checked by signature only; their
-//! dimensions and duration are left to the video decoder.
+//! header's dimensions before any pixel is read. A video is probed at import (size, length,
+//! frame rate) and its first frame becomes its thumbnail, so one with no video stream, a
+//! truncated one or an unknown codec is refused before it reaches a message (see
+//! [`crate::video`]).
 //!
 //! Writes are atomic: data goes to a temporary file on the same file system, is fsynced, then
 //! renamed into place, so a crash or an error never leaves a half-written attachment under its
@@ -69,7 +71,7 @@ impl AttachmentKind {
 
 /// A stored attachment. Paths are relative to the data folder, with `/` separators; turn them
 /// into real paths with [`AttachmentStore::resolve`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Attachment {
     /// Lower-case hex SHA-256 of the file's bytes: its identity.
@@ -77,16 +79,21 @@ pub struct Attachment {
     pub kind: AttachmentKind,
     pub mime: String,
     pub byte_size: u64,
-    /// Image size as displayed (EXIF rotation applied); `None` for videos.
+    /// Image size as displayed (EXIF rotation applied), or the video's frame size.
     pub width: Option<u32>,
     pub height: Option<u32>,
-    /// Not probed yet (needs the video decoder); always `None` for now.
+    /// Videos: length, and frame rate (`None` when the container gives none).
     pub duration_ms: Option<u64>,
+    pub fps: Option<f64>,
     /// The file name it was imported under, for display.
     pub original_name: Option<String>,
     pub stored_path: String,
-    /// `None` for videos.
+    /// An image's reduced copy, or a video's first frame.
     pub thumbnail_path: Option<String>,
+    /// How a message sends this video (options stored with the message's link to it); `None`
+    /// in the store itself and for images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video: Option<crate::video::VideoRequest>,
 }
 
 /// The attachment folders under one data folder. Cheap to share: `&self` methods only, and
@@ -207,19 +214,21 @@ impl AttachmentStore {
         let dest = self.resolve(&stored_path);
 
         // 3. Images: dimensions from the header; decode and thumbnail unless done before.
-        let (mut width, mut height, mut thumbnail_path) = (None, None, None);
-        if detected.kind == AttachmentKind::Image {
-            let thumb_rel = format!("{THUMBS_DIR}/{shard}/{hash}.png");
-            let thumb = self.resolve(&thumb_rel);
-            let (w, h) = self.read_image(
-                staged.path(),
-                name,
-                (!thumb.exists()).then_some(thumb.as_path()),
-            )?;
-            width = Some(w);
-            height = Some(h);
-            thumbnail_path = Some(thumb_rel);
-        }
+        //    Videos: probe, and the first frame as thumbnail unless done before.
+        let thumb_rel = format!("{THUMBS_DIR}/{shard}/{hash}.png");
+        let thumb = self.resolve(&thumb_rel);
+        let new_thumb = (!thumb.exists()).then_some(thumb.as_path());
+        let (mut duration_ms, mut fps) = (None, None);
+        let (w, h) = match detected.kind {
+            AttachmentKind::Image => self.read_image(staged.path(), name, new_thumb)?,
+            AttachmentKind::Video => {
+                let info = crate::video::inspect(staged.path(), name, new_thumb)?;
+                duration_ms = Some(info.duration_ms);
+                fps = info.fps;
+                (info.width, info.height)
+            }
+        };
+        let (width, height, thumbnail_path) = (Some(w), Some(h), Some(thumb_rel));
 
         // 4. Move into place, unless this content is already stored.
         if dest.exists() {
@@ -240,10 +249,12 @@ impl AttachmentStore {
             byte_size,
             width,
             height,
-            duration_ms: None,
+            duration_ms,
+            fps,
             original_name,
             stored_path,
             thumbnail_path,
+            video: None,
         })
     }
 
@@ -317,23 +328,7 @@ impl AttachmentStore {
         } else {
             DynamicImage::ImageRgb8(small.to_rgb8())
         };
-        let dir = thumb_path.parent().unwrap_or(&self.data_dir);
-        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".thumb-")
-            .tempfile_in(dir)
-            .map_err(|e| io_err(dir, e))?;
-        {
-            let mut out = BufWriter::new(tmp.as_file_mut());
-            small
-                .write_to(&mut out, ImageFormat::Png)
-                .map_err(|e| match e {
-                    ImageError::IoError(e) => io_err(thumb_path, e),
-                    e => io_err(thumb_path, std::io::Error::other(e)),
-                })?;
-            out.flush().map_err(|e| io_err(thumb_path, e))?;
-        }
-        persist(tmp, thumb_path)?;
+        write_image_atomically(&small, thumb_path, ImageFormat::Png)?;
         Ok(displayed)
     }
 
@@ -359,8 +354,10 @@ impl AttachmentStore {
                         .file_stem()
                         .map(|s| s.to_string_lossy().into_owned())
                         .unwrap_or_default();
-                    // Interrupted thumbnail writes are `.thumb-*` temp files: no hash.
-                    let hash = (!stem.starts_with('.')).then_some(stem);
+                    // Interrupted thumbnail writes are `.thumb-*` temp files: no hash. Video
+                    // frame previews (`<hash>-t<ms>`) belong to their video.
+                    let hash = (!stem.starts_with('.'))
+                        .then(|| stem.split('-').next().unwrap_or_default().to_owned());
                     out.push((path, hash, modified(&f)?));
                 }
             }
@@ -371,6 +368,29 @@ impl AttachmentStore {
     fn incoming_dir(&self) -> PathBuf {
         self.data_dir.join(ATTACHMENTS_DIR).join(INCOMING_DIR)
     }
+}
+
+/// Encodes `image` as `format` into a temp file beside `dest`, then renames it into place.
+pub(crate) fn write_image_atomically(
+    image: &DynamicImage,
+    dest: &Path,
+    format: ImageFormat,
+) -> Result<()> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".thumb-")
+        .tempfile_in(dir)
+        .map_err(|e| io_err(dir, e))?;
+    {
+        let mut out = BufWriter::new(tmp.as_file_mut());
+        image.write_to(&mut out, format).map_err(|e| match e {
+            ImageError::IoError(e) => io_err(dest, e),
+            e => io_err(dest, std::io::Error::other(e)),
+        })?;
+        out.flush().map_err(|e| io_err(dest, e))?;
+    }
+    persist(tmp, dest)
 }
 
 /// What the first bytes say the file is.

@@ -299,31 +299,44 @@ fn unsupported_files_are_refused_by_content_not_name() {
 }
 
 #[test]
-fn videos_are_recognised_by_signature() {
+fn videos_are_recognised_by_content_probed_and_thumbnailed() {
     let (dir, store) = store();
-    let mut mkv = vec![
-        0x1A, 0x45, 0xDF, 0xA3, 0x9F, 0x42, 0x86, 0x81, 0x01, 0x42, 0x82, 0x88,
-    ];
-    mkv.extend_from_slice(b"matroska");
-    let mut webm = mkv[..11].to_vec();
-    webm.extend_from_slice(b"\x84webm");
-    let cases: [(Vec<u8>, &str, &str); 5] = [
+    let src = tempfile::tempdir().unwrap();
+    let make = crate::video::tests::make_video;
+    let cases = [
         (
-            b"\0\0\0\x20ftypisom\0\0\x02\0isomiso2avc1mp41".to_vec(),
+            make(
+                src.path(),
+                "a.mp4",
+                &["-c:v", "libx264", "-pix_fmt", "yuv420p"],
+            ),
             "video/mp4",
             "mp4",
         ),
         (
-            b"\0\0\0\x14ftypqt  \0\0\x02\0qt  ".to_vec(),
+            make(src.path(), "a.mov", &["-c:v", "mpeg4"]),
             "video/quicktime",
             "mov",
         ),
-        (mkv, "video/x-matroska", "mkv"),
-        (webm, "video/webm", "webm"),
-        (b"RIFF\x24\0\0\0AVI LIST".to_vec(), "video/x-msvideo", "avi"),
+        (
+            make(src.path(), "a.mkv", &["-c:v", "ffv1"]),
+            "video/x-matroska",
+            "mkv",
+        ),
+        (
+            make(src.path(), "a.webm", &["-c:v", "libvpx"]),
+            "video/webm",
+            "webm",
+        ),
+        (
+            make(src.path(), "a.avi", &["-c:v", "mpeg4"]),
+            "video/x-msvideo",
+            "avi",
+        ),
     ];
-    for (mut bytes, mime, ext) in cases {
-        bytes.extend_from_slice(&[7u8; 100]);
+    for (path, mime, ext) in cases {
+        // The name says nothing: the bytes decide.
+        let bytes = std::fs::read(&path).unwrap();
         let a = store.import_bytes(&bytes, Some("clip")).unwrap();
         assert_eq!((a.kind, a.mime.as_str()), (AttachmentKind::Video, mime));
         assert!(
@@ -331,10 +344,45 @@ fn videos_are_recognised_by_signature() {
             "{}",
             a.stored_path
         );
-        assert_eq!((a.width, a.height, a.thumbnail_path), (None, None, None));
+        assert_eq!((a.width, a.height), (Some(64), Some(48)), "{mime}");
+        assert_eq!(a.fps, Some(10.0), "{mime}");
+        let ms = a.duration_ms.unwrap();
+        assert!((900..=1100).contains(&ms), "{mime}: {ms} ms");
+        let thumb = image::open(store.resolve(a.thumbnail_path.as_ref().unwrap())).unwrap();
+        assert_eq!((thumb.width(), thumb.height()), (64, 48));
         assert_eq!(std::fs::read(store.resolve(&a.stored_path)).unwrap(), bytes);
     }
-    assert_eq!(files(dir.path()).len(), 5);
+    // Each video and its thumbnail.
+    assert_eq!(files(dir.path()).len(), 10);
+}
+
+#[test]
+fn a_video_signature_without_a_usable_video_is_refused_and_leaves_nothing() {
+    let (dir, store) = store();
+    let mut mkv = vec![
+        0x1A, 0x45, 0xDF, 0xA3, 0x9F, 0x42, 0x86, 0x81, 0x01, 0x42, 0x82, 0x88,
+    ];
+    mkv.extend_from_slice(b"matroska");
+    mkv.extend_from_slice(&[7u8; 100]);
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/media/bad");
+    let cases = [
+        (mkv, "only a header"),
+        (
+            std::fs::read(fixtures.join("audio_only.mkv")).unwrap(),
+            "audio",
+        ),
+        (
+            std::fs::read(fixtures.join("truncated.mkv")).unwrap(),
+            "truncated",
+        ),
+    ];
+    for (bytes, what) in cases {
+        match store.import_bytes(&bytes, Some("clip.mkv")) {
+            Err(AppError::VideoUnreadable { name, .. }) => assert_eq!(name, "clip.mkv", "{what}"),
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+    assert_nothing_written(dir.path());
 }
 
 #[test]

@@ -6,6 +6,7 @@ pub mod link;
 pub mod manager;
 pub mod media;
 pub mod model;
+pub mod video;
 
 use serde::Serialize;
 use tauri::{AppHandle, Manager, Runtime};

@@ -87,6 +87,15 @@ pub enum AppError {
     #[error("{name} looks like an image but cannot be read: {reason}")]
     AttachmentDecode { name: String, reason: String },
 
+    /// The file is a video container, but its video cannot be used: no video stream, truncated,
+    /// or a codec this FFmpeg cannot decode.
+    #[error("{name} cannot be used as a video: {reason}")]
+    VideoUnreadable { name: String, reason: String },
+
+    /// A video command got the hash of an image.
+    #[error("{0} is not a video")]
+    NotAVideo(String),
+
     /// Decoding the image would need more memory than the attachment store allows.
     #[error(
         "{name} is too large to open ({width}×{height} pixels, {needed_mib} MiB decoded; the \
@@ -172,6 +181,8 @@ impl AppError {
             Self::LinkRefused { .. } => "linkRefused",
             Self::AttachmentDecode { .. } => "attachmentDecode",
             Self::ImageTooLarge { .. } => "imageTooLarge",
+            Self::VideoUnreadable { .. } => "videoUnreadable",
+            Self::NotAVideo(_) => "notAVideo",
             Self::Busy => "busy",
             Self::NoModel => "noModel",
             Self::Engine(_) => "engine",

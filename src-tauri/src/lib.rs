@@ -9,6 +9,7 @@ pub mod model_search;
 pub mod models;
 pub mod state;
 pub mod time;
+pub mod video;
 
 use tauri::Manager;
 
@@ -52,6 +53,8 @@ pub fn run() {
             commands::chat::conversation_messages,
             commands::chat::export_conversation,
             commands::link::open_link,
+            commands::video::video_plan,
+            commands::video::video_frame,
         ])
         .run(tauri::generate_context!())
         .expect("the Tauri runtime failed to start");

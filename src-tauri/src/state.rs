@@ -38,6 +38,14 @@ pub struct AppState {
     pub model_info: Mutex<Option<ModelInfo>>,
     /// The loaded model's image cost, for `visionTokens` while an answer holds the engine.
     pub vision: Mutex<Option<VisionBudget>>,
+    /// The loaded model's video sampling settings as `video_plan` last read them (with the
+    /// model's path), for plans while an answer holds the engine.
+    pub video: Mutex<
+        Option<(
+            String,
+            glimpse_models::processor::config::VideoProcessorConfig,
+        )>,
+    >,
     pub slot: GenerationSlot,
 }
 
@@ -57,6 +65,7 @@ impl AppState {
             engine: Arc::new(Mutex::new(None)),
             model_info: Mutex::new(None),
             vision: Mutex::new(None),
+            video: Mutex::new(None),
             slot: GenerationSlot::default(),
         })
     }

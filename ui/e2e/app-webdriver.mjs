@@ -3,134 +3,15 @@
 // Linux. Needs a display: run under `xvfb-run` (scripts/test does). Plain fetch, no client library.
 //
 //   APP_BIN=/abs/path/to/glimpse-app xvfb-run -a node e2e/app-webdriver.mjs
-import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { crc32, deflateSync } from 'node:zlib';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { isAbsolute, join } from 'node:path';
+import { join } from 'node:path';
 import { assert, run, test } from './harness.mjs';
-
-const UI = join(import.meta.dirname, '..');
-const APP = process.env.APP_BIN;
-const DRIVER = process.env.WEBKIT_WEBDRIVER ?? '/usr/bin/WebKitWebDriver';
-const SHOTS = join(UI, 'test-results');
-const FIXTURES = join(UI, '..', 'tests', 'fixtures');
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** One W3C WebDriver call; throws with the driver's own error text. */
-async function wd(base, method, path, body) {
-  const res = await fetch(base + path, {
-    method,
-    headers: { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const json = await res.json();
-  if (!res.ok) {
-    const err = new Error(`${method} ${path}: ${json.value?.error}: ${json.value?.message}`);
-    err.code = json.value?.error;
-    throw err;
-  }
-  return json.value;
-}
-
-/** Starts the app in a new WebDriver session, with its own empty home folder. */
-async function startApp(driver) {
-  const value = await wd(driver.base, 'POST', '/session', {
-    capabilities: { alwaysMatch: { 'webkitgtk:browserOptions': { binary: APP, args: [] } } },
-  });
-  return value.sessionId;
-}
-
-async function waitForText(driver, session, css, ms = 20_000) {
-  const until = Date.now() + ms;
-  for (;;) {
-    try {
-      const el = await wd(driver.base, 'POST', `/session/${session}/element`, {
-        using: 'css selector',
-        value: css,
-      });
-      const id = Object.values(el)[0];
-      return await wd(driver.base, 'GET', `/session/${session}/element/${id}/text`);
-    } catch (e) {
-      if (e.code !== 'no such element' || Date.now() > until) throw e;
-      await sleep(150);
-    }
-  }
-}
-
-
-/** The first element matching `css` (inside `root` if given), or null. */
-async function find(driver, session, css, root) {
-  const path = root ? `/session/${session}/element/${root}/element` : `/session/${session}/element`;
-  try {
-    return Object.values(await wd(driver.base, 'POST', path, { using: 'css selector', value: css }))[0];
-  } catch (e) {
-    if (e.code === 'no such element') return null;
-    throw e;
-  }
-}
-
-async function findAll(driver, session, css) {
-  const els = await wd(driver.base, 'POST', `/session/${session}/elements`, { using: 'css selector', value: css });
-  return els.map((el) => Object.values(el)[0]);
-}
-
-/** Polls `fn` until it returns something truthy; fails naming `what`. */
-async function until(what, fn, ms = 30_000) {
-  const end = Date.now() + ms;
-  let last;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
-    await sleep(150);
-  }
-}
-
-const text = (driver, session, id) => wd(driver.base, 'GET', `/session/${session}/element/${id}/text`);
-const attr = (driver, session, id, name) =>
-  wd(driver.base, 'GET', `/session/${session}/element/${id}/attribute/${name}`);
-const click = (driver, session, id) => wd(driver.base, 'POST', `/session/${session}/element/${id}/click`, {});
-const typeInto = (driver, session, id, value) =>
-  wd(driver.base, 'POST', `/session/${session}/element/${id}/value`, { text: value });
-const exec = (driver, session, script, args = []) =>
-  wd(driver.base, 'POST', `/session/${session}/execute/sync`, { script, args });
-const ENTER = '\uE007';
-
-async function screenshot(driver, session, name) {
-  const png = await wd(driver.base, 'GET', `/session/${session}/screenshot`);
-  writeFileSync(join(SHOTS, name), Buffer.from(png, 'base64'));
-}
-
-async function withApp(driver, fn) {
-  const session = await startApp(driver);
-  try {
-    return await fn(session);
-  } catch (e) {
-    // What the window showed when it failed.
-    const shown = await exec(driver, session, 'return document.body.innerText;').catch(() => '?');
-    e.message += `\n     window text: ${JSON.stringify(shown).slice(0, 1500)}`;
-    throw e;
-  } finally {
-    await wd(driver.base, 'DELETE', `/session/${session}`).catch(() => {});
-  }
-}
+import {
+  ENTER, FIXTURES, ask, attr, click, driverHooks, exec, find, findAll, lastAnswer, loadModel, installModel,
+  screenshot, setInput, text, typeInto, until, waitForText, withApp,
+} from './webdriver.mjs';
 
 test('with no model the app says where it looked', (driver) =>
   withApp(driver, async (session) => {
@@ -165,42 +46,8 @@ const PROMPT = 'Locate the red square, output its bbox coordinates using JSON fo
 const BBOX = '250,312,484,625';
 const RED_SQUARE = join(FIXTURES, 'media', 'redsquare_128x96.png');
 
-function installGroundingModel(driver) {
-  const dir = join(driver.home, '.local/share/dev.glimpse.app/models/grounding');
-  if (!existsSync(dir)) cpSync(join(FIXTURES, 'models', 'grounding'), dir, { recursive: true });
-}
-
-/** Sets a settings input (found by its test id, else by its label's text) through the events
- *  Svelte's bindings listen to; the settings panel may be folded away. */
-async function setInput(driver, session, testid, label, value) {
-  const ok = await exec(driver, session,
-    `const byLabel = [...document.querySelectorAll('label')]
-       .find((l) => l.textContent.trim().startsWith(arguments[1]))?.querySelector('input, textarea');
-     const el = document.querySelector('[data-testid="${testid}"]') ?? byLabel;
-     if (!el) return false;
-     const proto = el instanceof HTMLTextAreaElement ? HTMLTextAreaElement : HTMLInputElement;
-     Object.getOwnPropertyDescriptor(proto.prototype, 'value').set.call(el, arguments[0]);
-     el.dispatchEvent(new Event('input', { bubbles: true }));
-     el.dispatchEvent(new Event('change', { bubbles: true }));
-     return true;`, [value, label]);
-  assert(ok, `no [data-testid="${testid}"] (or input labelled ${label}) in the UI`);
-}
-
-async function loadGroundingModel(driver, session) {
-  const entry = await until('the grounding model in the model list', async () => {
-    for (const id of await findAll(driver, session, '[data-testid="model-entry"]')) {
-      if ((await text(driver, session, id)).includes('grounding')) return id;
-    }
-    return null;
-  });
-  const load = await find(driver, session, '[data-testid="load-model"]', entry);
-  assert(load, 'the model entry has no load-model button');
-  await click(driver, session, load);
-  await until('the loaded-model badge', async () => {
-    const badge = await find(driver, session, '[data-testid="loaded-model"]');
-    return badge && (await text(driver, session, badge)).includes('grounding');
-  }, 60_000);
-}
+const installGroundingModel = (driver) => installModel(driver, 'grounding');
+const loadGroundingModel = (driver, session) => loadModel(driver, session, 'grounding');
 
 async function attachRedSquare(driver, session) {
   const input = await until('the attach-path input', () => find(driver, session, '[data-testid="attach-path"]'));
@@ -211,20 +58,6 @@ async function attachRedSquare(driver, session) {
       `return [...document.images].some((i) =>
          (i.src.startsWith('asset:') || i.src.startsWith('http://asset.localhost/')) &&
          i.complete && i.naturalWidth > 0);`));
-}
-
-async function ask(driver, session, prompt) {
-  const composer = await until('the composer', () => find(driver, session, '[data-testid="composer"]'));
-  await typeInto(driver, session, composer, prompt);
-  await click(driver, session, await find(driver, session, '[data-testid="send"]'));
-}
-
-/** The last assistant message's element id, status and text. */
-async function lastAnswer(driver, session) {
-  const all = await findAll(driver, session, '[data-testid="message"][data-role="assistant"]');
-  if (!all.length) return null;
-  const id = all[all.length - 1];
-  return { id, status: await attr(driver, session, id, 'data-status'), text: await text(driver, session, id) };
 }
 
 async function groundingBox(driver, session) {
@@ -402,34 +235,4 @@ const TINY_CONFIG = {
   },
 };
 
-await run({
-  async before() {
-    assert(APP && isAbsolute(APP) && existsSync(APP), `APP_BIN must be the app's absolute path (got ${APP})`);
-    assert(process.env.DISPLAY, 'no DISPLAY: run under xvfb-run');
-    mkdirSync(SHOTS, { recursive: true });
-    // A fresh home so no model on this machine leaks in and the expected paths are known.
-    const home = mkdtempSync(join(tmpdir(), 'glimpse-home-'));
-    const env = { ...process.env, HOME: home, TAURI_WEBVIEW_AUTOMATION: 'true' };
-    for (const key of ['XDG_DATA_HOME', 'XDG_CACHE_HOME', 'XDG_CONFIG_HOME', 'HF_HOME', 'HF_HUB_CACHE']) {
-      delete env[key];
-    }
-    const port = await freePort();
-    const proc = spawn(DRIVER, [`--port=${port}`], { env, stdio: ['ignore', 'inherit', 'inherit'] });
-    const base = `http://127.0.0.1:${port}`;
-    const until = Date.now() + 10_000;
-    for (;;) {
-      try {
-        if ((await wd(base, 'GET', '/status')).ready) break;
-      } catch (e) {
-        if (Date.now() > until) throw new Error(`WebKitWebDriver did not start: ${e.message}`);
-      }
-      await sleep(100);
-    }
-    return { base, proc, home };
-  },
-  async after(driver) {
-    if (!driver) return;
-    driver.proc.kill('SIGTERM');
-    rmSync(driver.home, { recursive: true, force: true });
-  },
-});
+await run(driverHooks);

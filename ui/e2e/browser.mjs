@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { chatTests } from './chat-tests.mjs';
+import { videoTests } from './video-tests.mjs';
 import { managerTests } from './manager-tests.mjs';
 import { assert, run, test } from './harness.mjs';
 
@@ -89,6 +90,7 @@ test('an app error is shown with its kind', async (ctx) => {
 });
 
 chatTests((scenario) => open(globalThis.ctx, scenario));
+videoTests((scenario) => open(globalThis.ctx, scenario));
 managerTests((scenario) => open(globalThis.ctx, scenario));
 
 await run({

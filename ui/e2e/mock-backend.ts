@@ -11,7 +11,11 @@ import type {
   GenerationStats,
   ModelInfo,
   StoredMessage,
+  VideoPlan,
+  VideoRequest,
 } from '../src/lib/ipc';
+// A real 4 s, 10 fps VP8 clip (ffmpeg testsrc), so the browser plays it in a <video>.
+import webmUrl from './ball.webm?url';
 import { MockManager, NOT_MINE } from './mock-manager';
 
 export const HOME = '/home/ada';
@@ -72,6 +76,65 @@ export const XSS_ANSWER =
   'Look: <img src=x onerror="window.__xss=1"> <script>window.__xss=2</script> [click](javascript:window.__xss=3) ' +
   '<a href="https://evil.example" onclick="window.__xss=4">here</a> and [docs](https://example.com/docs).';
 
+/** A 10 s, 10 fps Matroska video (the scrubber's format: the webview does not play it). */
+export const CLIP: Attachment = {
+  hash: 'c1ip5eed',
+  kind: 'video',
+  mime: 'video/x-matroska',
+  byteSize: 40960,
+  fileName: 'ball.mkv',
+  width: 160,
+  height: 120,
+  url: 'asset://localhost/ball.mkv',
+  thumbnailUrl: frameUrl(0),
+  durationMs: 10_000,
+  fps: 10,
+};
+
+/** A 4 s WebM the browser plays itself: the player's native <video> mode. */
+export const WEBM: Attachment = {
+  hash: 'feb0feb0',
+  kind: 'video',
+  mime: 'video/webm',
+  byteSize: 14305,
+  fileName: 'ball.webm',
+  width: 64,
+  height: 48,
+  url: webmUrl,
+  durationMs: 4_000,
+  fps: 10,
+};
+
+/** The video answer the mock streams: a frame tag, plain seconds and a range. */
+export const VIDEO_ANSWER = 'The ball appears at <2.5 seconds> and bounces from 4.0 to 5.5 seconds.';
+export const HERE_ANSWER = 'Here, around 00:07, the ball rolls out of the picture.';
+
+/** A decoded frame as the backend would serve it: a picture that says its time. */
+export function frameUrl(seconds: number): string {
+  return (
+    'data:image/svg+xml,' +
+    encodeURIComponent(
+      `<svg xmlns="http://www.w3.org/2000/svg" width="160" height="120" data-t="${seconds.toFixed(1)}"><rect width="160" height="120" fill="#224"/>` +
+        `<text x="10" y="60" fill="#fff" font-size="20">t=${seconds.toFixed(1)}</text></svg>`,
+    )
+  );
+}
+
+/** What the mock's model would see of CLIP: `fps` (2 by default) frames a second over the range,
+ *  at most `maxFrames`; `here` is the 6 s around it; 16 tokens per pair of frames. */
+export function mockPlan(options: VideoRequest, duration = 10): VideoPlan {
+  let start = options.start ?? 0;
+  let end = Math.min(options.end ?? duration, duration);
+  if (options.here !== undefined) {
+    start = Math.max(0, Math.min(options.here - 3, duration - 6));
+    end = Math.min(start + 6, duration);
+  }
+  if (start >= end) throw { kind: 'engine', message: `time range of ball.mkv: ${start}–${end} s holds no frame` };
+  const n = Math.max(2, Math.min(options.maxFrames ?? 768, Math.floor((end - start) * (options.fps ?? 2))));
+  const frameTimes = Array.from({ length: n }, (_, i) => Number((start + ((end - start - 0.1) * i) / (n - 1)).toFixed(1)));
+  return { frameTimes, visionTokens: Math.ceil(n / 2) * 16, width: 160, height: 120, duration, fps: 10, frameCount: 100, start, end };
+}
+
 /** Every command the mock answered since the last install, with its arguments (channels as ids). */
 export const calls: { cmd: string; args: Record<string, unknown> }[] = [];
 
@@ -105,10 +168,10 @@ export function installMockBackend(scenario: Scenario, options: MockOptions = {}
 
   const now = () => new Date().toISOString();
 
-  function stream(channelId: number, answer: StoredMessage, text: string) {
+  function stream(channelId: number, answer: StoredMessage, text: string, firstIndex = 0) {
     const job = { cancel: false };
     running = job;
-    let index = 0;
+    let index = firstIndex;
     const send = (message: GenerationEvent) =>
       internals().runCallback(channelId, { index: index++, message });
     send({ type: 'started', messageId: answer.id, promptTokens: 42 });
@@ -135,17 +198,44 @@ export function installMockBackend(scenario: Scenario, options: MockOptions = {}
   }
 
   function answerFor(text: string): string {
+    if (/\bhere\b/i.test(text)) return HERE_ANSWER;
+    if (/ball|when/i.test(text)) return VIDEO_ANSWER;
     return /xss/i.test(text) ? XSS_ANSWER : GROUNDING_ANSWER;
   }
 
-  function generate(conversationId: number, channel: { id: number }, text: string) {
+  /** Frame extraction before the answer: one progress event per frame, stoppable. */
+  function extract(channelId: number, answer: StoredMessage, frames: number, then: () => void) {
+    const job = { cancel: false };
+    running = job;
+    let done = 0;
+    const tick = () => {
+      if (typeof (internals() as Partial<ReturnType<typeof internals>> | undefined)?.runCallback !== 'function') return;
+      if (job.cancel) {
+        const stats = { promptTokens: 0, generatedTokens: 0, prefillMs: 0, decodeTokensPerS: 0, finishReason: 'cancelled' as const };
+        answer.status = 'interrupted';
+        answer.stats = stats;
+        running = null;
+        internals().runCallback(channelId, { index: done, message: { type: 'done', stats } });
+        internals().runCallback(channelId, { index: done + 1, end: true });
+        return;
+      }
+      if (done === frames) return then();
+      done++;
+      internals().runCallback(channelId, { index: done - 1, message: { type: 'progress', stage: 'video', done, total: frames } });
+      setTimeout(tick, tokenMs * 4);
+    };
+    setTimeout(tick, tokenMs);
+  }
+
+  function generate(conversationId: number, channel: { id: number }, text: string, frames = 0) {
     const list = messages.get(conversationId) ?? [];
     const answer: StoredMessage = { id: nextId++, role: 'assistant', content: '', status: 'streaming', attachments: [] };
     list.push(answer);
     messages.set(conversationId, list);
     const c = conversations.get(conversationId);
     if (c) c.updatedAt = now();
-    stream(channel.id, answer, answerFor(text));
+    if (frames > 0) extract(channel.id, answer, frames, () => stream(channel.id, answer, answerFor(text), frames));
+    else stream(channel.id, answer, answerFor(text));
     return answer.id;
   }
 
@@ -205,6 +295,12 @@ export function installMockBackend(scenario: Scenario, options: MockOptions = {}
         return { freedBytes: 8_900_000_000 };
       case 'import_attachment': {
         const path = String(args.path);
+        const name = path.split('/').at(-1) ?? path;
+        if (/truncated/i.test(name) && /\.(mkv|mp4|webm)$/i.test(name)) {
+          throw { kind: 'videoUnreadable', message: `${name} cannot be used as a video: it is truncated or damaged (12 frames found, the header promises 100)` };
+        }
+        if (/\.webm$/i.test(name)) return WEBM;
+        if (/\.(mkv|mp4)$/i.test(name)) return { ...CLIP, fileName: name };
         if (!/\.(png|jpe?g|webp)$/i.test(path)) throw { kind: 'unsupportedFile', message: `${path} is not an image or video Glimpse can read` };
         return { ...CAT, fileName: path.split('/').at(-1) ?? path };
       }
@@ -243,16 +339,18 @@ export function installMockBackend(scenario: Scenario, options: MockOptions = {}
         busy();
         if (!loaded) throw { kind: 'noModelLoaded', message: 'Load a model first.' };
         const id = args.conversationId as number;
-        const hashes = args.attachments as string[];
-        const user: StoredMessage = {
-          id: nextId++,
-          role: 'user',
-          content: String(args.text),
-          status: 'complete',
-          attachments: hashes.map((hash) => ({ ...CAT, hash })),
-        };
+        const refs = args.attachments as (string | { hash: string; video?: VideoRequest })[];
+        const attachments = refs.map((r): Attachment => {
+          const hash = typeof r === 'string' ? r : r.hash;
+          const video = typeof r === 'string' ? undefined : r.video;
+          const known = [CLIP, WEBM].find((v) => v.hash === hash);
+          if (!known) return { ...CAT, hash };
+          return video ? { ...known, video } : known;
+        });
+        const user: StoredMessage = { id: nextId++, role: 'user', content: String(args.text), status: 'complete', attachments };
         messages.get(id)?.push(user);
-        const assistantMessageId = generate(id, args.onEvent as { id: number }, user.content);
+        const frames = attachments.filter((a) => a.kind === 'video').reduce((n, a) => n + mockPlan(a.video ?? {}, (a.durationMs ?? 10_000) / 1000).frameTimes.length, 0);
+        const assistantMessageId = generate(id, args.onEvent as { id: number }, user.content, frames);
         return { userMessageId: user.id, assistantMessageId };
       }
       case 'regenerate': {
@@ -277,6 +375,13 @@ export function installMockBackend(scenario: Scenario, options: MockOptions = {}
       case 'cancel_generation':
         if (running) running.cancel = true;
         return null;
+      case 'video_plan':
+        if (!loaded) throw { kind: 'noModel', message: 'no model is loaded; load one from the model list first' };
+        if (args.hash === WEBM.hash) return mockPlan(args.options as VideoRequest, 4);
+        if (args.hash !== CLIP.hash) throw { kind: 'unknownAttachment', message: `attachment ${String(args.hash)} is not in the history; import it first` };
+        return mockPlan(args.options as VideoRequest);
+      case 'video_frame':
+        return frameUrl(Number(args.seconds));
       case 'open_link':
         // The real command opens the system browser; the mock only records the request.
         return null;

@@ -16,6 +16,36 @@ use serde_json::Value;
 
 use crate::attachments::{Attachment, AttachmentKind, AttachmentStore};
 use crate::history::{self, Conversation, MessageStatus, Role};
+use crate::video::VideoRequest;
+
+/// One attachment of a message to send: its hash, or its hash with how to send the video
+/// (`(string | {hash, video?})` in TypeScript).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum AttachmentRef {
+    Hash(String),
+    #[serde(rename_all = "camelCase")]
+    With {
+        hash: String,
+        #[serde(default)]
+        video: Option<VideoRequest>,
+    },
+}
+
+impl AttachmentRef {
+    pub fn hash(&self) -> &str {
+        match self {
+            Self::Hash(h) | Self::With { hash: h, .. } => h,
+        }
+    }
+
+    pub fn video(&self) -> Option<&VideoRequest> {
+        match self {
+            Self::Hash(_) => None,
+            Self::With { video, .. } => video.as_ref(),
+        }
+    }
+}
 
 /// The UI's generation settings; every field optional (absent = the checkpoint's default).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -136,7 +166,14 @@ pub fn engine_messages(
                 let path = store.resolve(&a.stored_path);
                 match a.kind {
                     AttachmentKind::Image => Content::Image(ImageInput::File(path)),
-                    AttachmentKind::Video => Content::Video(VideoInput::file(path)),
+                    AttachmentKind::Video => Content::Video(VideoInput::File {
+                        path,
+                        options: a
+                            .video
+                            .clone()
+                            .unwrap_or_default()
+                            .options(a.duration_ms.map(|ms| ms as f64 / 1000.0)),
+                    }),
                 }
             })
             .collect();
@@ -166,6 +203,13 @@ pub struct AttachmentView {
     pub thumbnail_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vision_tokens: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fps: Option<f64>,
+    /// The options a sent video was sent with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub video: Option<VideoRequest>,
 }
 
 impl AttachmentView {
@@ -188,6 +232,9 @@ impl AttachmentView {
                 .as_ref()
                 .map(|t| asset_url(&store.resolve(t))),
             vision_tokens,
+            duration_ms: a.duration_ms,
+            fps: a.fps,
+            video: a.video.clone(),
         }
     }
 }
@@ -271,6 +318,12 @@ pub enum GenerationEvent {
     },
     Error {
         error: ErrorView,
+    },
+    /// Work before the first token: `stage` `video` counts extracted video frames.
+    Progress {
+        stage: &'static str,
+        done: usize,
+        total: usize,
     },
 }
 

@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use glimpse_models::engine::Engine;
 use glimpse_models::generation::{CancelToken, FinishReason, Segment, StreamEvent};
-use glimpse_models::processor::Message;
+use glimpse_models::processor::{Message, PrepareHooks, VideoProgress};
 use serde_json::Value;
 
-use super::{engine_messages, ErrorView, GenerationEvent, Settings, StatsView, VisionBudget};
+use super::{
+    engine_messages, AttachmentRef, ErrorView, GenerationEvent, Settings, StatsView, VisionBudget,
+};
 use crate::attachments::AttachmentStore;
 use crate::error::{AppError, Result};
 use crate::history::{ConversationId, History, MessageEnd, MessageId, Role, StreamWriter};
@@ -114,7 +116,7 @@ pub enum Turn {
     New {
         conversation: ConversationId,
         text: String,
-        attachments: Vec<String>,
+        attachments: Vec<AttachmentRef>,
     },
     Regenerate {
         conversation: ConversationId,
@@ -189,7 +191,8 @@ fn record_turn(history: &mut History, turn: Turn) -> Result<(ConversationId, Mes
             text,
             attachments,
         } => {
-            let id = history.add_user_message(conversation, &text, &attachments)?;
+            let refs: Vec<_> = attachments.iter().map(|a| (a.hash(), a.video())).collect();
+            let id = history.add_user_message_with(conversation, &text, &refs)?;
             Ok((conversation, id))
         }
         Turn::Regenerate { conversation } => {
@@ -212,9 +215,14 @@ fn record_turn(history: &mut History, turn: Turn) -> Result<(ConversationId, Mes
                     message.0
                 )));
             }
-            let hashes: Vec<&str> = old.attachments.iter().map(|a| a.hash.as_str()).collect();
+            // The edited question sends its videos as the original did.
+            let refs: Vec<_> = old
+                .attachments
+                .iter()
+                .map(|a| (a.hash.as_str(), a.video.as_ref()))
+                .collect();
             history.truncate_from(message)?;
-            let id = history.add_user_message(old.conversation_id, &text, &hashes)?;
+            let id = history.add_user_message_with(old.conversation_id, &text, &refs)?;
             Ok((old.conversation_id, id))
         }
     }
@@ -301,9 +309,37 @@ fn answer(
 ) -> Result<StatsView> {
     let (min, max) = settings.pixel_budget(loaded.checkpoint_budget);
     loaded.engine.processor.set_image_pixel_budget(min, max)?;
-    let prepared = loaded
+    // Frame extraction reports through the same sink as the tokens; the hook may be called from
+    // the engine's worker threads, hence the lock.
+    let progress_sink = Mutex::new(&mut *sink);
+    let progress = |p: VideoProgress| {
+        (lock(&progress_sink))(GenerationEvent::Progress {
+            stage: "video",
+            done: p.done,
+            total: p.total,
+        })
+    };
+    let hooks = PrepareHooks {
+        progress: Some(&progress),
+        cancel: Some(cancel),
+    };
+    let prepared = match loaded
         .engine
-        .prepare(messages, &settings.render_options())?;
+        .prepare_with(messages, &settings.render_options(), &hooks)
+    {
+        Ok(p) => p,
+        // Cancelled while extracting frames: an empty, interrupted answer.
+        Err(glimpse_models::Error::Cancelled) => {
+            return Ok(StatsView {
+                prompt_tokens: 0,
+                generated_tokens: 0,
+                prefill_ms: 0.0,
+                decode_tokens_per_s: 0.0,
+                finish_reason: FinishReason::Cancelled,
+            })
+        }
+        Err(e) => return Err(e.into()),
+    };
     let prompt_tokens = prepared.input_ids().len();
     sink(GenerationEvent::Started {
         message_id: message_id.0,

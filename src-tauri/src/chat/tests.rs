@@ -5,13 +5,14 @@ use std::time::Duration;
 
 use glimpse_models::engine::{Engine, LoadOptions};
 use glimpse_models::generation::FinishReason;
-use glimpse_models::processor::{Content, ImageInput};
+use glimpse_models::processor::{Content, ImageInput, VideoInput};
 use serde_json::json;
 
 use super::run::{Chat, GenerationSlot, LoadedModel, SharedEngine, Turn};
 use super::*;
 use crate::error::AppError;
 use crate::history::{ConversationId, History, MessageEnd, MessageId, MessageStatus};
+use crate::video::VideoRequest;
 
 const PROMPT: &str = "Locate the red square, output its bbox coordinates using JSON format.";
 const ANSWER: &str = r#"[{"bbox_2d": [250, 312, 484, 625], "label": "red square"}]"#;
@@ -223,7 +224,7 @@ fn grounding_answer_streams_into_history() {
     let turn = Turn::New {
         conversation: c,
         text: PROMPT.into(),
-        attachments: vec![hash],
+        attachments: vec![AttachmentRef::Hash(hash)],
     };
     let ids = w.chat().start(turn, greedy(), sink).unwrap();
     let events = collect(&rx);
@@ -285,7 +286,7 @@ fn cancel_mid_answer_keeps_the_partial_text() {
     let turn = Turn::New {
         conversation: c,
         text: PROMPT.into(),
-        attachments: vec![hash],
+        attachments: vec![AttachmentRef::Hash(hash)],
     };
     let ids = w.chat().start(turn, greedy(), sink).unwrap();
     let events = collect(&rx);
@@ -375,4 +376,207 @@ fn ipc_shapes() {
         error: ErrorView::from(&AppError::Busy),
     };
     assert_eq!(serde_json::to_value(e).unwrap()["error"]["kind"], "busy");
+}
+
+/// The fixture clip (20 frames at 10 fps, 2 s) imported and recorded; its hash.
+fn ball_clip(w: &World) -> String {
+    let a = w
+        .store
+        .import_path(fixtures().join("media/moving_104x72.mkv"))
+        .unwrap();
+    w.history.lock().unwrap().record_attachment(&a).unwrap();
+    a.hash
+}
+
+#[test]
+fn a_video_is_sent_with_its_stored_options_and_here_becomes_a_range() {
+    let w = World::new();
+    let c = w.conversation();
+    let clip = ball_clip(&w);
+    let sampled = VideoRequest {
+        fps: Some(4.0),
+        start: Some(0.5),
+        end: Some(1.5),
+        ..VideoRequest::default()
+    };
+    let here = VideoRequest {
+        here: Some(1.0),
+        max_frames: Some(6),
+        ..VideoRequest::default()
+    };
+    let mut h = w.history.lock().unwrap();
+    h.add_user_message_with(c, "when?", &[(clip.as_str(), Some(&sampled))])
+        .unwrap();
+    h.add_user_message_with(c, "and here?", &[(clip.as_str(), Some(&here))])
+        .unwrap();
+    let stored = h.messages(c).unwrap();
+    drop(h);
+    assert_eq!(stored[0].attachments[0].video.as_ref(), Some(&sampled));
+    assert_eq!(stored[0].attachments[0].duration_ms, Some(2000));
+    assert_eq!(stored[0].attachments[0].fps, Some(10.0));
+
+    let m = engine_messages(&stored, &w.store, &Settings::default());
+    let options = |i: usize| match &m[i].content[0] {
+        Content::Video(VideoInput::File { path, options }) => {
+            assert!(path.starts_with(w.store.data_dir()) && path.exists());
+            options.clone()
+        }
+        other => panic!("message {i}: {other:?}"),
+    };
+    assert_eq!(
+        options(0),
+        glimpse_models::processor::VideoOptions {
+            fps: Some(4.0),
+            max_frames: None,
+            start: Some(0.5),
+            end: Some(1.5),
+        }
+    );
+    // "here" on a 2 s clip (shorter than the window): the whole clip, with the frame cap kept.
+    assert_eq!(
+        options(1),
+        glimpse_models::processor::VideoOptions {
+            fps: None,
+            max_frames: Some(6),
+            start: Some(0.0),
+            end: Some(2.0),
+        }
+    );
+    // The IPC view carries the options back to the player.
+    let view = AttachmentView::new(&stored[1].attachments[0], &w.store, None);
+    let json = serde_json::to_value(&view).unwrap();
+    assert_eq!(json["video"], json!({"maxFrames": 6, "here": 1.0}));
+    assert_eq!(
+        (json["durationMs"].clone(), json["fps"].clone()),
+        (json!(2000), json!(10.0))
+    );
+    assert!(json["thumbnailUrl"]
+        .as_str()
+        .unwrap()
+        .starts_with("asset://"));
+}
+
+#[test]
+fn frame_extraction_streams_progress_before_the_answer() {
+    let w = World::new().with_grounding_model();
+    let c = w.conversation();
+    let clip = ball_clip(&w);
+    let (sink, rx) = sink_with(|_| {});
+    let turn = Turn::New {
+        conversation: c,
+        text: "When does the ball appear?".into(),
+        attachments: vec![AttachmentRef::With {
+            hash: clip,
+            video: Some(VideoRequest {
+                fps: Some(5.0),
+                ..VideoRequest::default()
+            }),
+        }],
+    };
+    let settings = Settings {
+        max_new_tokens: Some(2),
+        ..greedy()
+    };
+    let ids = w.chat().start(turn, settings, sink).unwrap();
+    let events = collect(&rx);
+    let progress: Vec<(usize, usize)> = events
+        .iter()
+        .map_while(|e| match e {
+            GenerationEvent::Progress { stage, done, total } => {
+                assert_eq!(*stage, "video");
+                Some((*done, *total))
+            }
+            _ => None,
+        })
+        .collect();
+    // 5 fps over 2 s: 10 frames, each reported once, in order, before the answer starts.
+    assert_eq!(progress, (1..=10).map(|d| (d, 10)).collect::<Vec<_>>());
+    assert!(
+        matches!(events[progress.len()], GenerationEvent::Started { .. }),
+        "{:?}",
+        events[progress.len()]
+    );
+    assert!(matches!(events.last(), Some(GenerationEvent::Done { .. })));
+    // Regenerate sends the same frames: the options are stored with the question.
+    let stored = w
+        .history
+        .lock()
+        .unwrap()
+        .message(MessageId(ids.user_message_id))
+        .unwrap();
+    assert_eq!(stored.attachments[0].video.as_ref().unwrap().fps, Some(5.0));
+}
+
+#[test]
+fn cancel_during_frame_extraction_stops_it_and_keeps_an_interrupted_answer() {
+    let w = World::new().with_grounding_model();
+    let c = w.conversation();
+    let clip = ball_clip(&w);
+    let slot = w.slot.clone();
+    let (sink, rx) = sink_with(move |e| {
+        if matches!(e, GenerationEvent::Progress { done: 1, .. }) {
+            slot.cancel();
+        }
+    });
+    let turn = Turn::New {
+        conversation: c,
+        text: "When does the ball appear?".into(),
+        attachments: vec![AttachmentRef::With {
+            hash: clip,
+            video: Some(VideoRequest {
+                fps: Some(10.0),
+                ..VideoRequest::default()
+            }),
+        }],
+    };
+    let ids = w.chat().start(turn, greedy(), sink).unwrap();
+    let events = collect(&rx);
+    let extracted = events
+        .iter()
+        .filter(|e| matches!(e, GenerationEvent::Progress { .. }))
+        .count();
+    // Stopped at the next frame after the cancel, of 20.
+    assert!(extracted <= 2, "{events:?}");
+    assert!(
+        !events.iter().any(|e| matches!(
+            e,
+            GenerationEvent::Started { .. } | GenerationEvent::Token { .. }
+        )),
+        "{events:?}"
+    );
+    let GenerationEvent::Done { stats } = events.last().unwrap() else {
+        panic!("last event: {:?}", events.last());
+    };
+    assert_eq!(stats.finish_reason, FinishReason::Cancelled);
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(!w.slot.is_busy());
+    let answer = w
+        .history
+        .lock()
+        .unwrap()
+        .message(MessageId(ids.assistant_message_id))
+        .unwrap();
+    assert_eq!(answer.status, MessageStatus::Interrupted);
+}
+
+#[test]
+fn a_here_reference_to_an_unknown_video_is_refused_before_anything_is_stored() {
+    let w = World::new().with_grounding_model();
+    let c = w.conversation();
+    let (sink, _rx) = sink_with(|_| {});
+    let turn = Turn::New {
+        conversation: c,
+        text: "what happens here?".into(),
+        attachments: vec![AttachmentRef::With {
+            hash: "00".repeat(32),
+            video: Some(VideoRequest {
+                here: Some(3.0),
+                ..VideoRequest::default()
+            }),
+        }],
+    };
+    let err = w.chat().start(turn, greedy(), sink).unwrap_err();
+    assert_eq!(err.kind(), "unknownAttachment");
+    assert_eq!(w.message_count(c), 0);
+    assert!(!w.slot.is_busy());
 }

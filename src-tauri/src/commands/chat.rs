@@ -5,7 +5,7 @@ use tauri::ipc::Channel;
 use tauri::State;
 
 use crate::chat::run::{lock, SendIds, Sink, Turn};
-use crate::chat::{ConversationSummary, GenerationEvent, Settings, StoredMessage};
+use crate::chat::{AttachmentRef, ConversationSummary, GenerationEvent, Settings, StoredMessage};
 use crate::error::Result;
 use crate::history::{ConversationId, MessageId};
 use crate::state::AppState;
@@ -22,7 +22,7 @@ pub fn send_message(
     state: State<'_, AppState>,
     conversation_id: i64,
     text: String,
-    attachments: Vec<String>,
+    attachments: Vec<AttachmentRef>,
     settings: Settings,
     on_event: Channel<GenerationEvent>,
 ) -> Result<SendIds> {

@@ -76,10 +76,23 @@ CREATE INDEX message_attachments_by_hash ON message_attachments (attachment_hash
 "#;
 
 /// Every migration, in order. The schema version is `MIGRATIONS.len()`.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    name: "initial schema",
-    sql: V1_SQL,
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        name: "initial schema",
+        sql: V1_SQL,
+    },
+    Migration {
+        name: "video frame rate and per-message video options",
+        sql: V2_SQL,
+    },
+];
+
+/// Version 2 (issue 7): a video's frame rate (REAL: 29.97), and the options a message sends a
+/// video with (JSON of `VideoRequest`; NULL = the model's defaults over the whole video).
+pub(crate) const V2_SQL: &str = r#"
+ALTER TABLE attachments ADD COLUMN fps REAL;
+ALTER TABLE message_attachments ADD COLUMN video TEXT;
+"#;
 
 /// The schema version this build writes.
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;

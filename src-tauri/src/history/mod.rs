@@ -27,6 +27,7 @@ use serde_json::Value;
 
 use crate::attachments::Attachment;
 use crate::error::{AppError, Result};
+use crate::video::VideoRequest;
 
 use rows::{
     attachment_from_row, conversation_from_row, message_from_row, ATTACHMENT_COLUMNS,
@@ -258,8 +259,8 @@ impl History {
         let now = now_ms();
         self.conn.execute(
             "INSERT INTO attachments (hash, kind, original_name, mime, byte_size, width, height, \
-                 duration_ms, stored_path, thumbnail_path, created_at, last_used_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11) \
+                 duration_ms, stored_path, thumbnail_path, created_at, last_used_at, fps) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12) \
              ON CONFLICT (hash) DO UPDATE SET last_used_at = excluded.last_used_at, \
                  thumbnail_path = coalesce(attachments.thumbnail_path, excluded.thumbnail_path)",
             params![
@@ -274,9 +275,26 @@ impl History {
                 attachment.stored_path,
                 attachment.thumbnail_path,
                 now,
+                attachment.fps,
             ],
         )?;
         Ok(())
+    }
+
+    /// The stored attachment `hash` (without per-message options); [`AppError::UnknownAttachment`]
+    /// if it was never imported.
+    pub fn attachment(&self, hash: &str) -> Result<Attachment> {
+        self.conn
+            .query_row(
+                &format!(
+                    "SELECT {ATTACHMENT_COLUMNS} FROM attachments a \
+                     LEFT JOIN (SELECT NULL AS video) ma WHERE a.hash = ?1"
+                ),
+                [hash],
+                |r| attachment_from_row(r, 0),
+            )
+            .optional()?
+            .ok_or_else(|| AppError::UnknownAttachment(hash.to_owned()))?
     }
 
     /// Adds a user message showing the given attachments (by hash, in order), in one
@@ -287,11 +305,35 @@ impl History {
         text: &str,
         attachment_hashes: &[S],
     ) -> Result<MessageId> {
+        let refs: Vec<(&str, Option<&VideoRequest>)> = attachment_hashes
+            .iter()
+            .map(|h| (h.as_ref(), None))
+            .collect();
+        self.add_user_message_with(conversation, text, &refs)
+    }
+
+    /// [`History::add_user_message`] with the options each video is sent with, stored with the
+    /// message (an empty request is stored as none).
+    pub fn add_user_message_with(
+        &mut self,
+        conversation: ConversationId,
+        text: &str,
+        attachments: &[(&str, Option<&VideoRequest>)],
+    ) -> Result<MessageId> {
         let now = now_ms();
         let tx = self.conn.transaction()?;
         let id = insert_message(&tx, conversation, Role::User, text, "complete", None, now)?;
-        for (position, hash) in attachment_hashes.iter().enumerate() {
-            let hash = hash.as_ref();
+        for (position, (hash, video)) in attachments.iter().enumerate() {
+            let hash = *hash;
+            let video = video
+                .filter(|v| !v.is_empty())
+                .map(|v| {
+                    serde_json::to_string(v).map_err(|source| AppError::StoredJson {
+                        what: "message video options",
+                        source,
+                    })
+                })
+                .transpose()?;
             let known = tx
                 .query_row("SELECT 1 FROM attachments WHERE hash = ?1", [hash], |_| {
                     Ok(())
@@ -302,9 +344,9 @@ impl History {
                 return Err(AppError::UnknownAttachment(hash.to_owned()));
             }
             tx.execute(
-                "INSERT INTO message_attachments (message_id, position, attachment_hash) \
-                 VALUES (?1, ?2, ?3)",
-                params![id.0, position as i64, hash],
+                "INSERT INTO message_attachments (message_id, position, attachment_hash, video) \
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![id.0, position as i64, hash, video],
             )?;
             tx.execute(
                 "UPDATE attachments SET last_used_at = ?2 WHERE hash = ?1",

@@ -66,9 +66,11 @@ pub(super) fn message_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Message>>
     }))
 }
 
+/// Selected with `message_attachments ma` joined: the last column is the link's video options.
 pub(super) const ATTACHMENT_COLUMNS: &str =
     "a.hash, a.kind, a.original_name, a.mime, a.byte_size, a.width, \
-                                  a.height, a.duration_ms, a.stored_path, a.thumbnail_path";
+                                  a.height, a.duration_ms, a.stored_path, a.thumbnail_path, \
+                                  a.fps, ma.video";
 
 pub(super) fn attachment_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Result<Attachment>> {
     let kind: String = r.get(at + 1)?;
@@ -81,6 +83,17 @@ pub(super) fn attachment_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Re
     let height = r.get(at + 6)?;
     let stored_path = r.get(at + 8)?;
     let thumbnail_path = r.get(at + 9)?;
+    let fps = r.get(at + 10)?;
+    let video: Option<String> = r.get(at + 11)?;
+    let video = match video.map(|v| serde_json::from_str(&v)).transpose() {
+        Ok(v) => v,
+        Err(source) => {
+            return Ok(Err(AppError::StoredJson {
+                what: "message video options",
+                source,
+            }))
+        }
+    };
     Ok(AttachmentKind::parse(&kind).map(|kind| Attachment {
         hash,
         kind,
@@ -89,9 +102,11 @@ pub(super) fn attachment_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Re
         width,
         height,
         duration_ms: duration.map(|d| d as u64),
+        fps,
         original_name,
         stored_path,
         thumbnail_path,
+        video,
     }))
 }
 

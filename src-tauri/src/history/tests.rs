@@ -621,3 +621,83 @@ fn thread_bounds_the_app_relies_on() {
     send_sync::<std::sync::Mutex<History>>();
     send_sync::<AttachmentStore>();
 }
+
+#[test]
+fn a_video_keeps_its_metadata_and_each_message_its_own_options() {
+    let (dir, mut h, c) = setup();
+    let store = AttachmentStore::new(dir.path()).unwrap();
+    let clip = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/media/moving_104x72.mkv");
+    let v = store.import_path(&clip).unwrap();
+    h.record_attachment(&v).unwrap();
+    let stored = h.attachment(&v.hash).unwrap();
+    assert_eq!(stored, v);
+    assert_eq!(
+        (stored.width, stored.height, stored.duration_ms, stored.fps),
+        (Some(104), Some(72), Some(2000), Some(10.0))
+    );
+    assert!(matches!(
+        h.attachment("feedface"),
+        Err(AppError::UnknownAttachment(hash)) if hash == "feedface"
+    ));
+
+    let range = crate::video::VideoRequest {
+        start: Some(0.5),
+        end: Some(1.5),
+        ..Default::default()
+    };
+    let here = crate::video::VideoRequest {
+        here: Some(1.25),
+        ..Default::default()
+    };
+    let empty = crate::video::VideoRequest::default();
+    let m1 = h
+        .add_user_message_with(c, "when?", &[(v.hash.as_str(), Some(&range))])
+        .unwrap();
+    let m2 = h
+        .add_user_message_with(c, "here?", &[(v.hash.as_str(), Some(&here))])
+        .unwrap();
+    let m3 = h
+        .add_user_message_with(c, "plain", &[(v.hash.as_str(), Some(&empty))])
+        .unwrap();
+    let video_of = |id| h.message(id).unwrap().attachments[0].video.clone();
+    assert_eq!(video_of(m1), Some(range.clone()));
+    assert_eq!(video_of(m2), Some(here.clone()));
+    // An empty request is the defaults: stored as none.
+    assert_eq!(video_of(m3), None);
+    let all = h.messages(c).unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|m| m.attachments[0].video.clone())
+            .collect::<Vec<_>>(),
+        [Some(range), Some(here), None]
+    );
+    // The store's own record carries no per-message options.
+    assert_eq!(h.attachment(&v.hash).unwrap().video, None);
+}
+
+#[test]
+fn video_frame_previews_live_and_go_with_their_video() {
+    let (dir, mut h, c) = setup();
+    let store = AttachmentStore::new(dir.path()).unwrap();
+    let clip = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/media/moving_104x72.mkv");
+    let v = store.import_path(&clip).unwrap();
+    h.record_attachment(&v).unwrap();
+    h.add_user_message(c, "when?", &[&v.hash]).unwrap();
+    let preview = crate::video::preview_path(&dir.path().join("thumbs"), &v.hash, 1.0);
+    crate::video::preview(&store.resolve(&v.stored_path), &preview, 1.0).unwrap();
+
+    // Shown by a message: the video, its thumbnail and its previews all stay.
+    let report = h.collect_garbage(&store, Duration::ZERO).unwrap();
+    assert_eq!(report, GcReport::default());
+    assert!(preview.exists());
+
+    h.delete(c).unwrap();
+    let report = h.collect_garbage(&store, Duration::ZERO).unwrap();
+    assert_eq!(report.rows_removed, 1);
+    // The video, its first-frame thumbnail and the preview.
+    assert_eq!(report.files_removed, 3);
+    assert!(!preview.exists());
+    assert!(!store.resolve(&v.stored_path).exists());
+}

@@ -103,6 +103,10 @@ export interface Attachment {
   thumbnailUrl?: string;
   /** Tokens this image will cost with the current budget, when a model is loaded. */
   visionTokens?: number;
+  /** Videos: length and frame rate, and the options a sent video was sent with (issue 7). */
+  durationMs?: number;
+  fps?: number;
+  video?: VideoRequest;
 }
 
 export interface Settings {
@@ -148,7 +152,8 @@ export type GenerationEvent =
   | { type: 'started'; messageId: number; promptTokens: number }
   | { type: 'token'; text: string; thinking: string; elapsedMs: number }
   | { type: 'done'; stats: GenerationStats }
-  | { type: 'error'; error: { kind: string; message: string } };
+  | { type: 'error'; error: { kind: string; message: string } }
+  | ProgressEvent;
 
 export interface SentIds {
   userMessageId: number;
@@ -225,7 +230,7 @@ function channel(onEvent: (event: GenerationEvent) => void): Channel<GenerationE
 export function sendMessage(
   conversationId: number,
   text: string,
-  attachments: string[],
+  attachments: AttachmentRef[],
   settings: Settings,
   onEvent: (event: GenerationEvent) => void,
 ): Promise<Result<SentIds>> {
@@ -251,6 +256,54 @@ export function editAndResend(
 
 export function cancelGeneration(): Promise<Result<void>> {
   return call<void>('cancel_generation');
+}
+
+// ---- Video (issue 7): plans, frames and per-video options ----
+
+/** What part of a video is analysed and how densely; absent fields use the model's defaults and
+ *  the whole video. Seconds are absolute positions in the file. */
+export interface VideoOptions {
+  fps?: number;
+  maxFrames?: number;
+  start?: number;
+  end?: number;
+}
+
+/** Options a video is sent with. `here`: the player position a follow-up question refers to;
+ *  the backend sends the frames around it (and records the range it chose in start/end). */
+export interface VideoRequest extends VideoOptions {
+  here?: number;
+}
+
+/** One attachment of a message to send: a hash, or a hash with its video options. */
+export type AttachmentRef = string | { hash: string; video?: VideoRequest };
+
+/** What a video costs and which frames the model will see, before any pixel is decoded. */
+export interface VideoPlan {
+  /** Seconds (absolute) of every sampled frame, in order. */
+  frameTimes: number[];
+  visionTokens: number;
+  width: number;
+  height: number;
+  /** Seconds. */
+  duration: number;
+  fps: number;
+  frameCount: number;
+  /** The range the plan covers, in seconds, after `here` and clamping. */
+  start: number;
+  end: number;
+}
+
+/** Frame extraction before the answer starts (`done` of `total` frames decoded). */
+export type ProgressEvent = { type: 'progress'; stage: 'video'; done: number; total: number };
+
+export function videoPlan(hash: string, options: VideoRequest): Promise<Result<VideoPlan>> {
+  return call<VideoPlan>('video_plan', { hash, options });
+}
+
+/** The asset URL of a small JPEG of the frame at `seconds` (cached by the backend). */
+export function videoFrame(hash: string, seconds: number): Promise<Result<string>> {
+  return call<string>('video_frame', { hash, seconds });
 }
 
 // ---- Model manager (issue 6; src-tauri/src/commands/manager.rs, src-tauri/src/models/) ----

@@ -14,6 +14,9 @@ export function applyEvent(message: StoredMessage, event: GenerationEvent): Stor
   switch (event.type) {
     case 'started':
       return { ...message, id: event.messageId };
+    case 'progress':
+      // Frame extraction: shown by the progress bar (ChatState.progress), not in the text.
+      return message;
     case 'token': {
       const thinking = (message.thinking ?? '') + event.thinking;
       return { ...message, content: message.content + event.text, ...(thinking === '' ? {} : { thinking }) };

@@ -9,6 +9,7 @@ import {
   sendMessage,
   type AppError,
   type Attachment,
+  type AttachmentRef,
   type GenerationEvent,
   type Result,
   type SentIds,
@@ -23,6 +24,8 @@ export class ChatState {
   /** A generation runs, in this conversation or one the user has left since (the backend runs
    *  one at a time, so the send button waits for it either way). */
   running = $state(false);
+  /** Video frame extraction of the running answer, until its first token (issue 7). */
+  progress = $state<{ done: number; total: number } | null>(null);
   /** Called when a generation ends, so the conversation list can show the new order/title. */
   onFinished: () => void = () => {};
 
@@ -49,6 +52,7 @@ export class ChatState {
     return (event) => {
       const ended = event.type === 'done' || event.type === 'error';
       if (ended) this.running = false;
+      this.progress = event.type === 'progress' ? { done: event.done, total: event.total } : null;
       if (this.conversationId === conversation && this.messages[index] !== undefined) {
         this.messages[index] = applyEvent(this.messages[index], event);
       }
@@ -62,6 +66,7 @@ export class ChatState {
     const result = await call(this.listener(index));
     if (!result.ok) {
       this.running = false;
+      this.progress = null;
       this.error = result.error;
       const m = this.messages[index];
       if (m?.status === 'streaming') this.messages[index] = { ...m, status: 'error' };
@@ -72,7 +77,8 @@ export class ChatState {
     if (userIndex !== undefined && this.messages[userIndex]) this.messages[userIndex].id = result.value.userMessageId;
   }
 
-  async send(conversationId: number, text: string, attachments: Attachment[], settings: Settings): Promise<void> {
+  /** `refs`: what to send for the attachments when some carry video options (default: hashes). */
+  async send(conversationId: number, text: string, attachments: Attachment[], settings: Settings, refs?: AttachmentRef[]): Promise<void> {
     if (this.generating) return;
     this.conversationId = conversationId;
     this.messages.push({ id: -1, role: 'user', content: text, status: 'complete', attachments });
@@ -80,7 +86,7 @@ export class ChatState {
     const index = this.messages.length - 1;
     await this.start(
       index,
-      (onEvent) => sendMessage(conversationId, text, attachments.map((a) => a.hash), settings, onEvent),
+      (onEvent) => sendMessage(conversationId, text, refs ?? attachments.map((a) => a.hash), settings, onEvent),
       index - 1,
     );
   }
