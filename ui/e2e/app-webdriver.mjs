@@ -109,8 +109,11 @@ test('stopping mid-answer keeps the partial answer, marked interrupted', async (
   await withApp(driver, async (session) => {
     await loadGroundingModel(driver, session);
     // Sampled (the model's own temperature), and a question it was not trained on, so it
-    // rambles until max new tokens: long enough to be stopped.
+    // rambles until max new tokens: long enough to be stopped. The seed is fixed because a
+    // sampled tiny model can draw <|im_end|> early (seed 6 ends after 229 tokens, the cause of
+    // this test's occasional failures); with seed 1 `glimpse generate` runs all 3000 tokens.
     await setInput(driver, session, 'setting-max-new-tokens', 'Max new tokens', '3000');
+    await setInput(driver, session, 'setting-seed', 'Seed', '1');
     await attachRedSquare(driver, session);
     await ask(driver, session, 'Describe everything in this picture in great detail.');
     await until('the answer to start streaming', async () => {
