@@ -5,6 +5,7 @@
 //! `token_ids`, `prompt_tokens`, `generated_tokens`, `prefill_ms`, `decode_tokens_per_s`).
 //! Errors go to stderr as one line, with a non-zero exit.
 
+mod bench;
 mod model_dir;
 
 use std::io::Write;
@@ -33,6 +34,8 @@ enum Command {
     /// Answer a prompt about images and videos.
     Generate(Box<GenerateArgs>),
     /// Check that a model folder holds a usable Qwen3-VL checkpoint and print its shape.
+    /// Measure load, vision encode, prefill, decode and time to first token.
+    Bench(Box<bench::BenchArgs>),
     Inspect {
         /// A checkpoint folder, or a Hub id (`Qwen/Qwen3-VL-2B-Instruct`) in the local HF cache.
         #[arg(long)]
@@ -70,6 +73,9 @@ struct GenerateArgs {
     dtype: String,
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Quantize the text decoder at load: none, q8_0 or q4k.
+    #[arg(long, default_value = "none")]
+    quant: String,
     /// Print one JSON object with the answer and timings as the last stdout line.
     #[arg(long)]
     json: bool,
@@ -95,6 +101,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Generate(args) => generate(*args),
+        Command::Bench(args) => bench::run(*args),
     }
 }
 
@@ -103,6 +110,7 @@ fn generate(args: GenerateArgs) -> Result<()> {
     let options = LoadOptions {
         device: args.device.parse::<DeviceKind>()?,
         dtype: parse_dtype(&args.dtype)?,
+        quant: args.quant.parse()?,
     };
     let mut engine =
         Engine::load(&dir, &options).with_context(|| format!("loading {}", dir.display()))?;

@@ -43,7 +43,14 @@ pub async fn load_model(
     let (loaded, load_ms) = tauri::async_runtime::spawn_blocking(move || {
         *lock(&engine) = None;
         let start = Instant::now();
-        let loaded = Engine::load(&dir, &LoadOptions { device, dtype })?;
+        let loaded = Engine::load(
+            &dir,
+            &LoadOptions {
+                device,
+                dtype,
+                ..Default::default()
+            },
+        )?;
         let load_ms = start.elapsed().as_millis() as u64;
         let loaded = LoadedModel::new(loaded, name);
         let out = (
