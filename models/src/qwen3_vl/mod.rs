@@ -3,6 +3,7 @@
 //! tensor names so that a weight key leads straight to the code that uses it.
 
 pub mod config;
+pub mod cpu_mm;
 pub mod kv_cache;
 pub mod model;
 pub mod moe;

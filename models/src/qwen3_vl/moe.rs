@@ -98,7 +98,7 @@ impl TopKRouter {
     /// `x` `[N, D]` -> router logits `[N, E]` in the activation dtype, and the routing.
     pub fn forward(&self, x: &Tensor) -> Result<(Tensor, Routing)> {
         // 1. Logits in the activation dtype.
-        let logits = x.matmul(&self.weight.t()?)?;
+        let logits = super::cpu_mm::linear(x, &self.weight)?;
         // 2. Softmax in f32, BEFORE top-k.
         let probs = candle_nn::ops::softmax_last_dim(&logits.to_dtype(DType::F32)?)?;
         // 3. Top-k and renormalisation over the k, always (norm_topk_prob is ignored by HF).
@@ -155,6 +155,8 @@ impl ExpertMat {
 
     fn apply(&self, x: &Tensor) -> Result<Tensor> {
         match self {
+            // On the CPU in bf16/f16: W viewed back as [out, in] (no copy for the v5 layout).
+            Self::Dense(w) if super::cpu_mm::applies(w) => super::cpu_mm::linear(x, &w.t()?),
             Self::Dense(w) => Ok(x.matmul(w)?),
             Self::Quantized(l) => l.forward(x),
         }

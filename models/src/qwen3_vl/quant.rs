@@ -105,7 +105,7 @@ impl Linear {
     /// `x` `[..., in]` → `[..., out]` in `x`'s dtype. The quantized kernels take f32 rows.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
-            Self::Dense(l) => Ok(l.forward(x)?),
+            Self::Dense(l) => super::cpu_mm::linear_layer(l, x),
             Self::Quantized(q) => {
                 let dtype = x.dtype();
                 let y = q.forward(&x.to_dtype(DType::F32)?.contiguous()?)?;

@@ -6,6 +6,7 @@ use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{Embedding, VarBuilder};
 
 use super::config::{Config, TextConfig};
+use super::cpu_mm;
 use super::kv_cache::KvCache;
 use super::moe::{ExpertLayout, SparseMoeBlock};
 use super::quant::{Linear, Quant};
@@ -257,7 +258,7 @@ impl TextAttention {
         //    heads of one kv head are stacked on the row axis. (B, Hq, L, hd) -> (B, Hkv, n_rep·L, hd)
         let q = q.reshape((b, hkv, n_rep * l, hd))?;
         let scale = 1.0 / (hd as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?; // (B, Hkv, n_rep·L, S)
+        let scores = (cpu_mm::matmul(&q, &k.t()?)? * scale)?; // (B, Hkv, n_rep·L, S)
         let scores = match mask {
             Some(m) => scores
                 .reshape((b, hkv, n_rep, l, s))?
@@ -269,7 +270,7 @@ impl TextAttention {
         // 6. Softmax in f32, cast back (as transformers' eager attention).
         let probs =
             candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(x.dtype())?;
-        let ctx = probs.matmul(&v)?; // (B, Hkv, n_rep·L, hd)
+        let ctx = cpu_mm::matmul(&probs, &v)?; // (B, Hkv, n_rep·L, hd)
 
         // 7. (B, Hq, L, hd) -> (B, L, Hq·hd) -> o_proj
         let ctx = ctx

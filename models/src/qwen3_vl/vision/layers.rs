@@ -4,6 +4,7 @@
 use candle_core::{DType, Module, Tensor, D};
 use candle_nn::{Activation, Linear, VarBuilder};
 
+use crate::qwen3_vl::cpu_mm::{self, linear_layer};
 use crate::qwen3_vl::VisionConfig;
 use crate::{Error, Result};
 
@@ -72,7 +73,7 @@ impl VisionPatchEmbed {
     /// `[Np, C·T·P·P]` → `[Np, Dv]`; the input is cast to the weight dtype as transformers does.
     pub fn forward(&self, pixel_values: &Tensor) -> Result<Tensor> {
         let x = pixel_values.to_dtype(self.proj.weight().dtype())?;
-        Ok(self.proj.forward(&x)?)
+        linear_layer(&self.proj, &x)
     }
 }
 
@@ -140,8 +141,8 @@ impl VisionMlp {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let x = self.act_fn.forward(&self.linear_fc1.forward(x)?)?;
-        Ok(self.linear_fc2.forward(&x)?)
+        let x = self.act_fn.forward(&linear_layer(&self.linear_fc1, x)?)?;
+        linear_layer(&self.linear_fc2, &x)
     }
 }
 
@@ -205,9 +206,7 @@ impl VisionAttention {
 
         // 1. Fused projection; rows of each of q, k, v are head-major.
         // [N, 3·Dv] → [N, 3, H, hd] → [3, H, N, hd]
-        let qkv = self
-            .qkv
-            .forward(x)?
+        let qkv = linear_layer(&self.qkv, x)?
             .reshape((n, 3, h, hd))?
             .permute((1, 2, 0, 3))?
             .contiguous()?;
@@ -239,9 +238,9 @@ impl VisionAttention {
                 // Contiguous so GPU matmuls get a plain batch layout (a no-op unless chunked).
                 let qc = q.narrow(2, q0, rows.min(s.len - q0))?.contiguous()?;
                 // [H, t, q, hd] · [H, t, hd, len] → [H, t, q, len]; softmax in f32.
-                let scores = (qc.matmul(&kt)? * scale)?.to_dtype(DType::F32)?;
+                let scores = (cpu_mm::matmul(&qc, &kt)? * scale)?.to_dtype(DType::F32)?;
                 let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
-                chunks.push(probs.matmul(&v)?);
+                chunks.push(cpu_mm::matmul(&probs, &v)?);
             }
             let out = Tensor::cat(&chunks, 2)?; // [H, t, len, hd]
             outputs.push(out.reshape((h, s.frames * s.len, hd))?);
@@ -252,7 +251,7 @@ impl VisionAttention {
             .transpose(0, 1)?
             .contiguous()?
             .reshape((n, dim))?;
-        Ok(self.proj.forward(&out)?)
+        linear_layer(&self.proj, &out)
     }
 }
 
@@ -330,8 +329,8 @@ impl VisionPatchMerger {
         } else {
             self.norm.forward(x)?.reshape((rows, self.hidden_size))?
         };
-        let x = self.linear_fc1.forward(&x)?.gelu_erf()?;
-        Ok(self.linear_fc2.forward(&x)?)
+        let x = linear_layer(&self.linear_fc1, &x)?.gelu_erf()?;
+        linear_layer(&self.linear_fc2, &x)
     }
 }
 
