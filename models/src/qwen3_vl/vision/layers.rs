@@ -212,15 +212,24 @@ impl VisionAttention {
             .contiguous()?;
 
         // 2. 2-D rotary on q and k, in f32 and cast back (apply_rotary_pos_emb_vision).
+        //    On the CPU in bf16/f16 the attention itself stays in f32 (`work`): candle's
+        //    half-precision CPU matmuls and casts over the heads × N × N scores cost more than
+        //    the f32 arithmetic, and f32 only drops roundings (see cpu_mm).
+        let work = if cpu_mm::applies(x) {
+            DType::F32
+        } else {
+            dtype
+        };
         let rotate = |t: Tensor| -> Result<Tensor> {
             let t = t.unsqueeze(0)?.to_dtype(DType::F32)?; // [1, H, N, hd]
             Ok(candle_nn::rotary_emb::rope(&t, cos, sin)?
                 .to_dtype(dtype)?
+                .to_dtype(work)?
                 .squeeze(0)?)
         };
         let q = rotate(qkv.get(0)?)?;
         let k = rotate(qkv.get(1)?)?;
-        let v = qkv.get(2)?;
+        let v = qkv.get(2)?.to_dtype(work)?;
 
         // 3. Scaled dot-product attention per segment group, frames batched: [H, t, len, hd].
         let scale = (hd as f64).powf(-0.5);
@@ -238,9 +247,9 @@ impl VisionAttention {
                 // Contiguous so GPU matmuls get a plain batch layout (a no-op unless chunked).
                 let qc = q.narrow(2, q0, rows.min(s.len - q0))?.contiguous()?;
                 // [H, t, q, hd] · [H, t, hd, len] → [H, t, q, len]; softmax in f32.
-                let scores = (cpu_mm::matmul(&qc, &kt)? * scale)?.to_dtype(DType::F32)?;
-                let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
-                chunks.push(cpu_mm::matmul(&probs, &v)?);
+                let scores = (qc.matmul(&kt)? * scale)?.to_dtype(DType::F32)?;
+                let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(work)?;
+                chunks.push(probs.matmul(&v)?);
             }
             let out = Tensor::cat(&chunks, 2)?; // [H, t, len, hd]
             outputs.push(out.reshape((h, s.frames * s.len, hd))?);
@@ -248,6 +257,7 @@ impl VisionAttention {
 
         // 4. Heads back together and the output projection. [H, N, hd] → [N, H·hd]
         let out = Tensor::cat(&outputs, 1)?
+            .to_dtype(dtype)?
             .transpose(0, 1)?
             .contiguous()?
             .reshape((n, dim))?;
