@@ -5,6 +5,7 @@
 //! `token_ids`, `prompt_tokens`, `generated_tokens`, `prefill_ms`, `decode_tokens_per_s`).
 //! Errors go to stderr as one line, with a non-zero exit.
 
+mod bench;
 mod model_dir;
 
 use std::io::Write;
@@ -30,13 +31,14 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-// Parsed once per run; boxing the big variant would buy nothing.
 enum Command {
     /// Answer a prompt about images and videos.
     Generate(Box<GenerateArgs>),
     /// Print what a video will cost (sampled frames, their times, grid, vision tokens) as JSON,
     /// from its header alone; `--extract` also decodes the frames and reports the time taken.
     VideoPlan(Box<VideoPlanArgs>),
+    /// Measure load, vision encode, prefill, decode and time to first token.
+    Bench(Box<bench::BenchArgs>),
     /// Check that a model folder holds a usable Qwen3-VL checkpoint and print its shape.
     Inspect {
         /// A checkpoint folder, or a Hub id (`Qwen/Qwen3-VL-2B-Instruct`) in the local HF cache.
@@ -77,6 +79,9 @@ struct GenerateArgs {
     dtype: String,
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Quantize the text decoder at load: none, q8_0 or q4k.
+    #[arg(long, default_value = "none")]
+    quant: String,
     /// Print one JSON object with the answer and timings as the last stdout line.
     #[arg(long)]
     json: bool,
@@ -165,6 +170,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Generate(args) => generate(*args),
         Command::VideoPlan(args) => video_plan(*args),
+        Command::Bench(args) => bench::run(*args),
     }
 }
 
@@ -173,6 +179,7 @@ fn generate(args: GenerateArgs) -> Result<()> {
     let options = LoadOptions {
         device: args.device.parse::<DeviceKind>()?,
         dtype: parse_dtype(&args.dtype)?,
+        quant: args.quant.parse()?,
     };
     let mut engine =
         Engine::load(&dir, &options).with_context(|| format!("loading {}", dir.display()))?;

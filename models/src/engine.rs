@@ -83,6 +83,8 @@ pub fn parse_dtype(s: &str) -> Result<DType> {
 pub struct LoadOptions {
     pub device: DeviceKind,
     pub dtype: DType,
+    /// Quantize the text decoder's linear layers at load (the vision tower keeps `dtype`).
+    pub quant: crate::qwen3_vl::Quant,
 }
 
 impl Default for LoadOptions {
@@ -90,6 +92,7 @@ impl Default for LoadOptions {
         Self {
             device: DeviceKind::Cpu,
             dtype: DType::F32,
+            quant: crate::qwen3_vl::Quant::None,
         }
     }
 }
@@ -165,7 +168,7 @@ impl Engine {
         on_stage(LoadStage::MappingWeights);
         let vb = crate::qwen3_vl::weights::open_var_builder(dir, options.dtype, &device)?;
         on_stage(LoadStage::BuildingModel);
-        let model = Qwen3VLModel::new(&config, vb)?;
+        let model = Qwen3VLModel::new_with(&config, options.quant, vb)?;
         Ok(Self {
             dir: dir.to_path_buf(),
             config,

@@ -3,15 +3,20 @@
 //! tensor names so that a weight key leads straight to the code that uses it.
 
 pub mod config;
+pub mod cpu_mm;
+pub mod kv_cache;
 pub mod model;
 pub mod moe;
+pub mod quant;
 pub mod rope_index;
+pub mod synthetic;
 pub mod text;
 pub mod vision;
 pub mod weights;
 
 pub use config::{Architecture, Config, Dialect, MoeConfig, TextConfig, VisionConfig};
 pub use model::{LogitsFor, Prompt, Qwen3VLModel, VisualInput};
+pub use quant::Quant;
 pub use rope_index::{decode_position, get_rope_index, RopeIndex, VisionTokenIds};
 pub use text::{NoProbe, Probe};
 pub use vision::{VisionModel, VisionOutput};

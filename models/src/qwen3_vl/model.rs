@@ -5,9 +5,10 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, IndexOp, Module, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
 
 use super::config::Config;
+use super::quant::{Linear, Quant};
 use super::text::{DeepStack, NoProbe, Probe, TextModel};
 use super::vision::{VisionModel, VisionOutput};
 use super::weights::open_var_builder;
@@ -59,14 +60,21 @@ impl Qwen3VLModel {
     /// Builds the model from a `VarBuilder` at the checkpoint root (`model.visual.*`,
     /// `model.language_model.*`, `lm_head.weight`).
     pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        Self::new_with(cfg, Quant::None, vb)
+    }
+
+    /// [`Qwen3VLModel::new`] with the text decoder's linear layers (attention, MLP, experts and
+    /// lm_head) quantized as `quant` asks; the vision tower stays in the load dtype.
+    pub fn new_with(cfg: &Config, quant: Quant, vb: VarBuilder) -> Result<Self> {
         let visual = VisionModel::new(&cfg.vision, vb.pp("model.visual"))?;
-        let language_model = TextModel::new(cfg, vb.pp("model.language_model"))?;
+        let language_model = TextModel::new_with(cfg, quant, vb.pp("model.language_model"))?;
         // §2.2: the file's lm_head.weight whenever present (even if the config says tied),
         // else the embeddings.
+        let (d, v) = (cfg.text.hidden_size, cfg.text.vocab_size);
         let lm_head = if vb.contains_tensor("lm_head.weight") {
-            candle_nn::linear_no_bias(cfg.text.hidden_size, cfg.text.vocab_size, vb.pp("lm_head"))?
+            Linear::load(d, v, quant, vb.pp("lm_head"))?
         } else {
-            Linear::new(language_model.embed_tokens().embeddings().clone(), None)
+            Linear::from_weight(language_model.embed_tokens().embeddings().clone(), quant)?
         };
         Ok(Self {
             visual,
@@ -81,14 +89,29 @@ impl Qwen3VLModel {
 
     /// Reads `dir/config.json` and the safetensors beside it, as `dtype` on `device`.
     pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<(Config, Self)> {
+        Self::load_with(dir, dtype, device, Quant::None)
+    }
+
+    /// [`Qwen3VLModel::load`] with the decoder quantized as `quant` asks.
+    pub fn load_with(
+        dir: &Path,
+        dtype: DType,
+        device: &Device,
+        quant: Quant,
+    ) -> Result<(Config, Self)> {
         let cfg = Config::from_dir(dir)?;
         let vb = open_var_builder(dir, dtype, device)?;
-        let model = Self::new(&cfg, vb)?;
+        let model = Self::new_with(&cfg, quant, vb)?;
         Ok((cfg, model))
     }
 
     pub fn dtype(&self) -> DType {
         self.language_model.dtype()
+    }
+
+    /// The vision tower alone (benchmarks time it apart from the decoder).
+    pub fn visual(&self) -> &VisionModel {
+        &self.visual
     }
 
     pub fn device(&self) -> &Device {

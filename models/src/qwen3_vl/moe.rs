@@ -6,6 +6,7 @@ use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
 
 use super::config::{Config, Dialect};
+use super::quant::{Linear, Quant};
 use crate::{Error, Result};
 
 /// How the fused expert tensors are stored (§2.3).
@@ -97,7 +98,7 @@ impl TopKRouter {
     /// `x` `[N, D]` -> router logits `[N, E]` in the activation dtype, and the routing.
     pub fn forward(&self, x: &Tensor) -> Result<(Tensor, Routing)> {
         // 1. Logits in the activation dtype.
-        let logits = x.matmul(&self.weight.t()?)?;
+        let logits = super::cpu_mm::linear(x, &self.weight)?;
         // 2. Softmax in f32, BEFORE top-k.
         let probs = candle_nn::ops::softmax_last_dim(&logits.to_dtype(DType::F32)?)?;
         // 3. Top-k and renormalisation over the k, always (norm_topk_prob is ignored by HF).
@@ -130,19 +131,56 @@ pub fn top_k_renormalised(probs: &[f32], k: usize) -> (Vec<u32>, Vec<f32>) {
     (order, values.iter().map(|v| v / sum).collect())
 }
 
+/// One expert matrix: a dense view oriented for `x · W`, or quantized (`x · Wᵀ` with W stored
+/// `[out, in]`, the layout the quantized kernels read).
+#[derive(Debug, Clone)]
+enum ExpertMat {
+    Dense(Tensor),
+    Quantized(Linear),
+}
+
+impl ExpertMat {
+    /// `w_in_out` is the expert's `[in, out]` view (possibly transposed, as loaded).
+    fn new(w_in_out: Tensor, quant: Quant) -> Result<Self> {
+        if quant == Quant::None {
+            return Ok(Self::Dense(w_in_out));
+        }
+        let lin = Linear::from_weight(w_in_out.t()?.contiguous()?, quant)?;
+        Ok(match lin.dense_weight() {
+            // Width not a multiple of the block: keep the view as loaded (no copy kept).
+            Some(_) => Self::Dense(w_in_out),
+            None => Self::Quantized(lin),
+        })
+    }
+
+    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            // On the CPU in bf16/f16: W viewed back as [out, in] (no copy for the v5 layout).
+            Self::Dense(w) if super::cpu_mm::applies(w) => super::cpu_mm::linear(x, &w.t()?),
+            Self::Dense(w) => Ok(x.matmul(w)?),
+            Self::Quantized(l) => l.forward(x),
+        }
+    }
+}
+
 /// `Qwen3VLMoeTextExperts` (`mlp.experts`): the fused tensors, split once at load into
 /// per-expert views oriented for `x · W` so the hot path does no transposes or copies.
 #[derive(Debug, Clone)]
 pub struct Experts {
     /// Per expert `[D, 2I]`: columns `0..I` gate, `I..2I` up.
-    gate_up_proj: Vec<Tensor>,
+    gate_up_proj: Vec<ExpertMat>,
     /// Per expert `[I, D]`.
-    down_proj: Vec<Tensor>,
+    down_proj: Vec<ExpertMat>,
     intermediate: usize,
 }
 
 impl Experts {
-    fn new(cfg: &Config, layout: &mut Option<ExpertLayout>, vb: VarBuilder) -> Result<Self> {
+    fn new(
+        cfg: &Config,
+        layout: &mut Option<ExpertLayout>,
+        quant: Quant,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let moe = cfg.text.moe.as_ref().ok_or_else(|| {
             Error::bad_config(
                 "text_config.num_experts",
@@ -185,17 +223,13 @@ impl Experts {
         let mut down_proj = Vec::with_capacity(e);
         for ex in 0..e {
             let (gu, dn) = (gate_up.get(ex)?, down.get(ex)?);
-            match chosen {
-                ExpertLayout::Hub => {
-                    gate_up_proj.push(gu);
-                    down_proj.push(dn);
-                }
+            let (gu, dn) = match chosen {
+                ExpertLayout::Hub => (gu, dn),
                 // A transposed view: candle's matmul reads it through strides, no copy.
-                ExpertLayout::Linear => {
-                    gate_up_proj.push(gu.t()?);
-                    down_proj.push(dn.t()?);
-                }
-            }
+                ExpertLayout::Linear => (gu.t()?, dn.t()?),
+            };
+            gate_up_proj.push(ExpertMat::new(gu, quant)?);
+            down_proj.push(ExpertMat::new(dn, quant)?);
         }
         Ok(Self {
             gate_up_proj,
@@ -234,12 +268,12 @@ impl Experts {
             }
             let idx = Tensor::new(tokens[e].as_slice(), device)?;
             let xe = x.index_select(&idx, 0)?; // (n_e, D)
-            let gu = xe.matmul(&self.gate_up_proj[e])?; // (n_e, 2I)
+            let gu = self.gate_up_proj[e].apply(&xe)?; // (n_e, 2I)
             let gate = gu.narrow(1, 0, self.intermediate)?;
             let up = gu.narrow(1, self.intermediate, self.intermediate)?;
             let h = (gate.silu()? * up)?; // (n_e, I)
-            let y = h.matmul(&self.down_proj[e])?; // (n_e, D)
-                                                   // Weights were renormalised in f32 and are cast to the activation dtype (HF).
+            let y = self.down_proj[e].apply(&h)?; // (n_e, D)
+                                                  // Weights were renormalised in f32 and are cast to the activation dtype (HF).
             let w = Tensor::new(weights[e].as_slice(), device)?
                 .to_dtype(dtype)?
                 .reshape((tokens[e].len(), 1))?;
@@ -266,7 +300,12 @@ pub struct SparseMoeBlock {
 }
 
 impl SparseMoeBlock {
-    pub fn new(cfg: &Config, layout: &mut Option<ExpertLayout>, vb: VarBuilder) -> Result<Self> {
+    pub fn new(
+        cfg: &Config,
+        layout: &mut Option<ExpertLayout>,
+        quant: Quant,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let moe = cfg.text.moe.as_ref().ok_or_else(|| {
             Error::bad_config(
                 "text_config.num_experts",
@@ -281,7 +320,7 @@ impl SparseMoeBlock {
         };
         Ok(Self {
             gate,
-            experts: Experts::new(cfg, layout, vb.pp("experts"))?,
+            experts: Experts::new(cfg, layout, quant, vb.pp("experts"))?,
         })
     }
 
@@ -398,8 +437,8 @@ mod tests {
                 })
                 .unzip();
             let experts = Experts {
-                gate_up_proj: gu,
-                down_proj: dn,
+                gate_up_proj: gu.into_iter().map(ExpertMat::Dense).collect(),
+                down_proj: dn.into_iter().map(ExpertMat::Dense).collect(),
                 intermediate: i,
             };
             let got = experts.forward(&x, &routing)?;

@@ -2,12 +2,14 @@
 //! MRoPE from 3-row position ids, the dense SwiGLU MLP or the sparse MoE block, a growing KV
 //! cache, the final norm. Mirrors transformers' `Qwen3VL[Moe]Text*` modules.
 
-use candle_core::{DType, Device, Module, Tensor, D};
-use candle_nn::kv_cache::ConcatKvCache;
-use candle_nn::{Embedding, Linear, VarBuilder};
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::{Embedding, VarBuilder};
 
 use super::config::{Config, TextConfig};
+use super::cpu_mm;
+use super::kv_cache::KvCache;
 use super::moe::{ExpertLayout, SparseMoeBlock};
+use super::quant::{Linear, Quant};
 use crate::Result;
 
 /// Receives named intermediate tensors during a forward pass, keyed like the parity fixtures
@@ -170,18 +172,18 @@ pub struct TextMlp {
 }
 
 impl TextMlp {
-    pub fn new(hidden: usize, intermediate: usize, vb: VarBuilder) -> Result<Self> {
+    pub fn new(hidden: usize, intermediate: usize, quant: Quant, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
-            gate_proj: candle_nn::linear_no_bias(hidden, intermediate, vb.pp("gate_proj"))?,
-            up_proj: candle_nn::linear_no_bias(hidden, intermediate, vb.pp("up_proj"))?,
-            down_proj: candle_nn::linear_no_bias(intermediate, hidden, vb.pp("down_proj"))?,
+            gate_proj: Linear::load(hidden, intermediate, quant, vb.pp("gate_proj"))?,
+            up_proj: Linear::load(hidden, intermediate, quant, vb.pp("up_proj"))?,
+            down_proj: Linear::load(intermediate, hidden, quant, vb.pp("down_proj"))?,
         })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let gate = self.gate_proj.forward(x)?.silu()?;
         let up = self.up_proj.forward(x)?;
-        Ok(self.down_proj.forward(&(gate * up)?)?)
+        self.down_proj.forward(&(gate * up)?)
     }
 }
 
@@ -197,26 +199,26 @@ pub struct TextAttention {
     num_heads: usize,
     num_kv_heads: usize,
     head_dim: usize,
-    /// Post-norm, post-RoPE keys and raw values, `[B, Hkv, S, hd]`, concatenated on S.
-    kv_cache: ConcatKvCache,
+    /// Post-norm, post-RoPE keys and raw values, `[B, Hkv, S, hd]`, written in place.
+    kv_cache: KvCache,
 }
 
 impl TextAttention {
-    pub fn new(cfg: &TextConfig, vb: VarBuilder) -> Result<Self> {
+    pub fn new(cfg: &TextConfig, quant: Quant, vb: VarBuilder) -> Result<Self> {
         let (d, hd) = (cfg.hidden_size, cfg.head_dim);
         let (hq, hkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
         Ok(Self {
             // head_dim is explicit: Hq·hd need not equal hidden_size (4B, 30B-A3B).
-            q_proj: candle_nn::linear_no_bias(d, hq * hd, vb.pp("q_proj"))?,
-            k_proj: candle_nn::linear_no_bias(d, hkv * hd, vb.pp("k_proj"))?,
-            v_proj: candle_nn::linear_no_bias(d, hkv * hd, vb.pp("v_proj"))?,
-            o_proj: candle_nn::linear_no_bias(hq * hd, d, vb.pp("o_proj"))?,
+            q_proj: Linear::load(d, hq * hd, quant, vb.pp("q_proj"))?,
+            k_proj: Linear::load(d, hkv * hd, quant, vb.pp("k_proj"))?,
+            v_proj: Linear::load(d, hkv * hd, quant, vb.pp("v_proj"))?,
+            o_proj: Linear::load(hq * hd, d, quant, vb.pp("o_proj"))?,
             q_norm: RmsNorm::new(hd, cfg.rms_norm_eps, vb.pp("q_norm"))?,
             k_norm: RmsNorm::new(hd, cfg.rms_norm_eps, vb.pp("k_norm"))?,
             num_heads: hq,
             num_kv_heads: hkv,
             head_dim: hd,
-            kv_cache: ConcatKvCache::new(2),
+            kv_cache: KvCache::new(),
         })
     }
 
@@ -256,7 +258,7 @@ impl TextAttention {
         //    heads of one kv head are stacked on the row axis. (B, Hq, L, hd) -> (B, Hkv, n_rep·L, hd)
         let q = q.reshape((b, hkv, n_rep * l, hd))?;
         let scale = 1.0 / (hd as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?; // (B, Hkv, n_rep·L, S)
+        let scores = (cpu_mm::matmul(&q, &k.t()?)? * scale)?; // (B, Hkv, n_rep·L, S)
         let scores = match mask {
             Some(m) => scores
                 .reshape((b, hkv, n_rep, l, s))?
@@ -268,18 +270,18 @@ impl TextAttention {
         // 6. Softmax in f32, cast back (as transformers' eager attention).
         let probs =
             candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(x.dtype())?;
-        let ctx = probs.matmul(&v)?; // (B, Hkv, n_rep·L, hd)
+        let ctx = cpu_mm::matmul(&probs, &v)?; // (B, Hkv, n_rep·L, hd)
 
         // 7. (B, Hq, L, hd) -> (B, L, Hq·hd) -> o_proj
         let ctx = ctx
             .reshape((b, hq, l, hd))?
             .transpose(1, 2)?
             .reshape((b, l, hq * hd))?;
-        Ok(self.o_proj.forward(&ctx)?)
+        self.o_proj.forward(&ctx)
     }
 
     pub fn cache_len(&self) -> usize {
-        self.kv_cache.current_seq_len()
+        self.kv_cache.len()
     }
 
     pub fn clear_cache(&mut self) {
@@ -310,20 +312,27 @@ impl TextDecoderLayer {
         cfg: &Config,
         layer: usize,
         expert_layout: &mut Option<ExpertLayout>,
+        quant: Quant,
         vb: VarBuilder,
     ) -> Result<Self> {
         let t = &cfg.text;
         let mlp = if t.is_moe_layer(layer) {
-            FeedForward::Moe(SparseMoeBlock::new(cfg, expert_layout, vb.pp("mlp"))?)
+            FeedForward::Moe(SparseMoeBlock::new(
+                cfg,
+                expert_layout,
+                quant,
+                vb.pp("mlp"),
+            )?)
         } else {
             FeedForward::Dense(TextMlp::new(
                 t.hidden_size,
                 t.intermediate_size,
+                quant,
                 vb.pp("mlp"),
             )?)
         };
         Ok(Self {
-            self_attn: TextAttention::new(t, vb.pp("self_attn"))?,
+            self_attn: TextAttention::new(t, quant, vb.pp("self_attn"))?,
             mlp,
             input_layernorm: RmsNorm::new(t.hidden_size, t.rms_norm_eps, vb.pp("input_layernorm"))?,
             post_attention_layernorm: RmsNorm::new(
@@ -386,13 +395,19 @@ pub struct DeepStack<'a> {
 
 impl TextModel {
     pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        Self::new_with(cfg, Quant::None, vb)
+    }
+
+    /// [`TextModel::new`] with the decoder's linear layers quantized as `quant` asks.
+    pub fn new_with(cfg: &Config, quant: Quant, vb: VarBuilder) -> Result<Self> {
         let t = &cfg.text;
         let embed_tokens =
             candle_nn::embedding(t.vocab_size, t.hidden_size, vb.pp("embed_tokens"))?;
         let mut expert_layout = None;
         let layers = (0..t.num_hidden_layers)
             .map(|i| {
-                TextDecoderLayer::new(cfg, i, &mut expert_layout, vb.pp(format!("layers.{i}")))
+                let vb = vb.pp(format!("layers.{i}"));
+                TextDecoderLayer::new(cfg, i, &mut expert_layout, quant, vb)
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {

@@ -4,7 +4,7 @@
 //! group, DeepStack mergers on chosen block outputs, and the final merger into the text width.
 
 mod grid;
-mod layers;
+pub mod layers;
 
 use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;

@@ -82,6 +82,7 @@ pub async fn load_model(
             &LoadOptions {
                 device,
                 dtype: candle_dtype,
+                ..Default::default()
             },
             &mut |stage| send(engine_stage(stage)),
         )?;

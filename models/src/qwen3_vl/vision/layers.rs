@@ -4,6 +4,7 @@
 use candle_core::{DType, Module, Tensor, D};
 use candle_nn::{Activation, Linear, VarBuilder};
 
+use crate::qwen3_vl::cpu_mm::{self, linear_layer};
 use crate::qwen3_vl::VisionConfig;
 use crate::{Error, Result};
 
@@ -72,7 +73,7 @@ impl VisionPatchEmbed {
     /// `[Np, C·T·P·P]` → `[Np, Dv]`; the input is cast to the weight dtype as transformers does.
     pub fn forward(&self, pixel_values: &Tensor) -> Result<Tensor> {
         let x = pixel_values.to_dtype(self.proj.weight().dtype())?;
-        Ok(self.proj.forward(&x)?)
+        linear_layer(&self.proj, &x)
     }
 }
 
@@ -140,8 +141,8 @@ impl VisionMlp {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let x = self.act_fn.forward(&self.linear_fc1.forward(x)?)?;
-        Ok(self.linear_fc2.forward(&x)?)
+        let x = self.act_fn.forward(&linear_layer(&self.linear_fc1, x)?)?;
+        linear_layer(&self.linear_fc2, &x)
     }
 }
 
@@ -205,23 +206,30 @@ impl VisionAttention {
 
         // 1. Fused projection; rows of each of q, k, v are head-major.
         // [N, 3·Dv] → [N, 3, H, hd] → [3, H, N, hd]
-        let qkv = self
-            .qkv
-            .forward(x)?
+        let qkv = linear_layer(&self.qkv, x)?
             .reshape((n, 3, h, hd))?
             .permute((1, 2, 0, 3))?
             .contiguous()?;
 
         // 2. 2-D rotary on q and k, in f32 and cast back (apply_rotary_pos_emb_vision).
+        //    On the CPU in bf16/f16 the attention itself stays in f32 (`work`): candle's
+        //    half-precision CPU matmuls and casts over the heads × N × N scores cost more than
+        //    the f32 arithmetic, and f32 only drops roundings (see cpu_mm).
+        let work = if cpu_mm::applies(x) {
+            DType::F32
+        } else {
+            dtype
+        };
         let rotate = |t: Tensor| -> Result<Tensor> {
             let t = t.unsqueeze(0)?.to_dtype(DType::F32)?; // [1, H, N, hd]
             Ok(candle_nn::rotary_emb::rope(&t, cos, sin)?
                 .to_dtype(dtype)?
+                .to_dtype(work)?
                 .squeeze(0)?)
         };
         let q = rotate(qkv.get(0)?)?;
         let k = rotate(qkv.get(1)?)?;
-        let v = qkv.get(2)?;
+        let v = qkv.get(2)?.to_dtype(work)?;
 
         // 3. Scaled dot-product attention per segment group, frames batched: [H, t, len, hd].
         let scale = (hd as f64).powf(-0.5);
@@ -240,7 +248,7 @@ impl VisionAttention {
                 let qc = q.narrow(2, q0, rows.min(s.len - q0))?.contiguous()?;
                 // [H, t, q, hd] · [H, t, hd, len] → [H, t, q, len]; softmax in f32.
                 let scores = (qc.matmul(&kt)? * scale)?.to_dtype(DType::F32)?;
-                let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
+                let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(work)?;
                 chunks.push(probs.matmul(&v)?);
             }
             let out = Tensor::cat(&chunks, 2)?; // [H, t, len, hd]
@@ -249,10 +257,11 @@ impl VisionAttention {
 
         // 4. Heads back together and the output projection. [H, N, hd] → [N, H·hd]
         let out = Tensor::cat(&outputs, 1)?
+            .to_dtype(dtype)?
             .transpose(0, 1)?
             .contiguous()?
             .reshape((n, dim))?;
-        Ok(self.proj.forward(&out)?)
+        linear_layer(&self.proj, &out)
     }
 }
 
@@ -330,8 +339,8 @@ impl VisionPatchMerger {
         } else {
             self.norm.forward(x)?.reshape((rows, self.hidden_size))?
         };
-        let x = self.linear_fc1.forward(&x)?.gelu_erf()?;
-        Ok(self.linear_fc2.forward(&x)?)
+        let x = linear_layer(&self.linear_fc1, &x)?.gelu_erf()?;
+        linear_layer(&self.linear_fc2, &x)
     }
 }
 

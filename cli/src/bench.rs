@@ -1,0 +1,501 @@
+//! `glimpse bench`: how fast the engine encodes images, prefills and decodes, on a synthetic
+//! checkpoint with a released model's real layer sizes (no download) or on real weights.
+//!
+//! Every figure is the median of `--repeats` runs. The table goes to stdout, then the same
+//! numbers as one JSON object on the last stdout line. Timings on a shared machine are noisy;
+//! compare runs made in the same time window.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use glimpse_models::engine::{parse_dtype, DeviceKind};
+use glimpse_models::qwen3_vl::synthetic::{Preset, Synthetic};
+use glimpse_models::qwen3_vl::{
+    get_rope_index, Config, LogitsFor, NoProbe, Prompt, Quant, Qwen3VLModel, VisionTokenIds,
+    VisualInput,
+};
+use serde_json::json;
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Random weights with a released model's layer sizes: qwen3-vl-2b, qwen3-vl-4b,
+    /// qwen3-vl-8b, qwen3-vl-30b-a3b.
+    #[arg(long, conflicts_with = "model")]
+    synthetic: Option<String>,
+    /// A checkpoint folder (or Hub id in the local cache) instead of synthetic weights.
+    #[arg(long)]
+    model: Option<String>,
+    /// Keep only the first N decoder layers of the synthetic model (default: all).
+    #[arg(long)]
+    layers: Option<usize>,
+    /// Keep only the first N vision blocks of the synthetic model (default: all).
+    #[arg(long)]
+    vision_layers: Option<usize>,
+    /// Where synthetic checkpoints are written once and reused.
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    #[arg(long, default_value = "bf16")]
+    dtype: String,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Quantize the text decoder at load: none, q8_0 or q4k.
+    #[arg(long, default_value = "none")]
+    quant: String,
+    /// Compute threads (default: what the machine offers).
+    #[arg(long)]
+    threads: Option<usize>,
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Small sizes for a fast smoke run: 256×256 and 480×270 images, prefill 64/128, decode 16.
+    #[arg(long)]
+    quick: bool,
+    /// Images to encode, as WxH (comma separated). Default 1024x1024,1920x1080.
+    #[arg(long, value_delimiter = ',')]
+    images: Option<Vec<String>>,
+    /// Prompt lengths to prefill (comma separated). Default 512,2048.
+    #[arg(long, value_delimiter = ',')]
+    prefill: Option<Vec<usize>>,
+    /// Tokens to decode. Default 128.
+    #[arg(long)]
+    decode_tokens: Option<usize>,
+    /// Text tokens already in the cache when decoding starts. Default 512.
+    #[arg(long)]
+    decode_context: Option<usize>,
+    /// Skip the time-to-first-token run (a full image prompt).
+    #[arg(long)]
+    no_ttft: bool,
+}
+
+/// The sizes one run measures.
+struct Work {
+    images: Vec<(usize, usize)>,
+    prefill: Vec<usize>,
+    decode_tokens: usize,
+    decode_context: usize,
+}
+
+impl Work {
+    fn from_args(a: &BenchArgs) -> Result<Self> {
+        let (images, prefill, decode, context) = if a.quick {
+            (vec![(256, 256), (480, 270)], vec![64, 128], 16, 64)
+        } else {
+            (vec![(1024, 1024), (1920, 1080)], vec![512, 2048], 128, 512)
+        };
+        let images = match &a.images {
+            Some(list) => list.iter().map(|s| parse_size(s)).collect::<Result<_>>()?,
+            None => images,
+        };
+        Ok(Self {
+            images,
+            prefill: a.prefill.clone().unwrap_or(prefill),
+            decode_tokens: a.decode_tokens.unwrap_or(decode),
+            decode_context: a.decode_context.unwrap_or(context),
+        })
+    }
+}
+
+fn parse_size(s: &str) -> Result<(usize, usize)> {
+    let (w, h) = s
+        .split_once('x')
+        .with_context(|| format!("image size `{s}` is not WxH"))?;
+    let (w, h): (usize, usize) = (w.parse()?, h.parse()?);
+    if w == 0 || h == 0 {
+        bail!("image size `{s}` has no pixels");
+    }
+    Ok((w, h))
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    if args.repeats == 0 {
+        bail!("--repeats must be at least 1");
+    }
+    if let Some(n) = args.threads {
+        if n == 0 {
+            bail!("--threads must be at least 1");
+        }
+        // candle and rayon both read this before their first parallel op.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+    let threads = candle_core::utils::get_num_threads();
+    let work = Work::from_args(&args)?;
+    let dtype = parse_dtype(&args.dtype)?;
+    let quant: Quant = args.quant.parse()?;
+    let device = args.device.parse::<DeviceKind>()?.open()?;
+
+    // 1. The checkpoint: synthetic (written once, then reused) or a folder.
+    let (dir, label) = match (&args.synthetic, &args.model) {
+        (Some(name), _) => {
+            let preset: Preset = name.parse()?;
+            // Stored in the run's dtype, so loading converts nothing.
+            let synth = Synthetic::new(preset, args.layers, args.vision_layers, dtype)?;
+            let root = args.cache_dir.clone().unwrap_or_else(default_cache);
+            let t = Instant::now();
+            let dir = synth.ensure(&root).with_context(|| {
+                format!("writing the synthetic checkpoint under {}", root.display())
+            })?;
+            eprintln!(
+                "synthetic checkpoint {} ({:.2} GB) ready in {:.1} s",
+                dir.display(),
+                synth.weight_bytes() as f64 / 1e9,
+                t.elapsed().as_secs_f64()
+            );
+            (dir, synth.dir_name())
+        }
+        (None, Some(m)) => {
+            let dir = crate::model_dir::resolve(m)?;
+            (dir.clone(), dir.display().to_string())
+        }
+        (None, None) => bail!("give --synthetic NAME or --model DIR"),
+    };
+
+    // 2. Load.
+    let c = Clock::start();
+    let (cfg, mut model) = Qwen3VLModel::load_with(&dir, dtype, &device, quant)
+        .with_context(|| format!("loading {}", dir.display()))?;
+    let (load_ms, _) = c.stop();
+    let rss_loaded = rss_kb("VmRSS");
+    eprintln!("loaded in {load_ms:.0} ms");
+
+    let mut rng = 0x1234_5678u64;
+    let mut report = Report::default();
+
+    // 3. Vision encode, one image at a time.
+    for &(w, h) in &work.images {
+        let grid = image_grid(&cfg, w, h)?;
+        let n = grid[1] * grid[2];
+        let pixels =
+            random_tensor(&mut rng, (n, cfg.vision.patch_dim()), &device)?.to_dtype(dtype)?;
+        let runs = repeat(args.repeats, || {
+            model.visual().forward(&pixels, &[grid])?;
+            Ok(None)
+        })?;
+        eprintln!("vision {w}x{h}: {:.0} ms", runs.wall());
+        report.vision.push(json!({
+            "width": w, "height": h, "grid_thw": grid, "patches": n,
+            "tokens": n / (cfg.vision.spatial_merge_size.pow(2)),
+            "ms": runs.wall(), "cpu_ms": runs.cpu(), "runs_ms": runs.wall,
+        }));
+    }
+
+    // 4. Prefill of text prompts.
+    for &len in &work.prefill {
+        let ids = random_ids(&mut rng, len, &cfg);
+        let runs = repeat(args.repeats, || {
+            prefill_text(&mut model, &ids)?;
+            Ok(None)
+        })?;
+        let tps = len as f64 / (runs.wall() / 1e3);
+        eprintln!("prefill {len}: {tps:.1} tok/s");
+        report.prefill.push(json!({
+            "tokens": len, "ms": runs.wall(), "cpu_ms": runs.cpu(), "tokens_per_s": tps,
+            "runs_ms": runs.wall,
+        }));
+    }
+
+    // 5. Decode after a prefilled context, greedy on the model's own logits.
+    if work.decode_tokens > 0 {
+        let ids = random_ids(&mut rng, work.decode_context.max(1), &cfg);
+        let runs = repeat(args.repeats, || {
+            let mut next = prefill_text(&mut model, &ids)?;
+            let c = Clock::start();
+            for _ in 0..work.decode_tokens {
+                next = argmax(&model.decode_one(next)?)?;
+            }
+            Ok(Some(c.stop()))
+        })?;
+        let tps = work.decode_tokens as f64 / (runs.wall() / 1e3);
+        eprintln!("decode {}: {tps:.2} tok/s", work.decode_tokens);
+        report.decode = Some(json!({
+            "tokens": work.decode_tokens, "context": work.decode_context,
+            "ms": runs.wall(), "cpu_ms": runs.cpu(), "tokens_per_s": tps,
+            "runs_ms": runs.wall,
+        }));
+    }
+
+    // 6. Time to first token: the last image, spliced into a short question, prefilled whole.
+    if !args.no_ttft {
+        if let Some(&(w, h)) = work.images.last() {
+            let grid = image_grid(&cfg, w, h)?;
+            let n = grid[1] * grid[2];
+            let pixels = random_tensor(&mut rng, (n, cfg.vision.patch_dim()), &device)?;
+            let ids = image_prompt(&mut rng, &cfg, n / cfg.vision.spatial_merge_size.pow(2));
+            let tok = VisionTokenIds::from_config(&cfg);
+            let rope = get_rope_index(&ids, &[grid], &[], &tok, cfg.vision.spatial_merge_size)?;
+            let runs = repeat(args.repeats, || {
+                let prompt = Prompt {
+                    input_ids: &ids,
+                    images: Some(VisualInput {
+                        pixel_values: &pixels,
+                        grid_thw: &[grid],
+                    }),
+                    videos: None,
+                    positions: [&rope.positions[0], &rope.positions[1], &rope.positions[2]],
+                    rope_delta: rope.rope_delta,
+                };
+                let logits = model.prefill(&prompt, LogitsFor::Last, &mut NoProbe)?;
+                argmax(&logits.squeeze(0)?)?;
+                Ok(None)
+            })?;
+            eprintln!("time to first token ({w}x{h} image): {:.0} ms", runs.wall());
+            report.ttft = Some(json!({
+                "width": w, "height": h, "prompt_tokens": ids.len(),
+                "ms": runs.wall(), "cpu_ms": runs.cpu(), "runs_ms": runs.wall,
+            }));
+        }
+    }
+
+    let out = json!({
+        "model": label,
+        "dtype": args.dtype,
+        "quant": quant.name(),
+        "device": args.device,
+        "threads": threads,
+        "repeats": args.repeats,
+        "load_ms": load_ms,
+        "rss_after_load_mb": rss_loaded.map(|k| k as f64 / 1024.0),
+        "peak_rss_mb": rss_kb("VmHWM").map(|k| k as f64 / 1024.0),
+        "vision": report.vision,
+        "prefill": report.prefill,
+        "decode": report.decode,
+        "ttft": report.ttft,
+    });
+    print_table(&out);
+    println!("{out}");
+    Ok(())
+}
+
+#[derive(Default)]
+struct Report {
+    vision: Vec<serde_json::Value>,
+    prefill: Vec<serde_json::Value>,
+    decode: Option<serde_json::Value>,
+    ttft: Option<serde_json::Value>,
+}
+
+fn default_cache() -> PathBuf {
+    std::env::var_os("GLIMPSE_BENCH_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/glimpse/bench")))
+        .unwrap_or_else(|| std::env::temp_dir().join("glimpse-bench"))
+}
+
+/// Wall and CPU milliseconds of each run. CPU time (user + system, this process) is the
+/// steadier figure on a shared machine; wall time is what a user waits.
+#[derive(Default)]
+struct Runs {
+    wall: Vec<f64>,
+    cpu: Vec<f64>,
+}
+
+impl Runs {
+    fn wall(&self) -> f64 {
+        median(&self.wall)
+    }
+    fn cpu(&self) -> f64 {
+        median(&self.cpu)
+    }
+}
+
+/// A stopwatch for both clocks.
+struct Clock {
+    wall: Instant,
+    cpu: f64,
+}
+
+impl Clock {
+    fn start() -> Self {
+        Self {
+            wall: Instant::now(),
+            cpu: cpu_ms(),
+        }
+    }
+    fn stop(&self) -> (f64, f64) {
+        (ms(self.wall), cpu_ms() - self.cpu)
+    }
+}
+
+/// Runs `f` `n` times; each run's times are what `f` returns, or else its whole duration.
+fn repeat<F: FnMut() -> Result<Option<(f64, f64)>>>(n: usize, mut f: F) -> Result<Runs> {
+    let mut runs = Runs::default();
+    for _ in 0..n {
+        let c = Clock::start();
+        let (wall, cpu) = match f()? {
+            Some(t) => t,
+            None => c.stop(),
+        };
+        runs.wall.push(wall);
+        runs.cpu.push(cpu);
+    }
+    Ok(runs)
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+/// User + system CPU time of this process so far, in ms (Linux `/proc`, 100 ticks a second;
+/// NaN elsewhere).
+fn cpu_ms() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return f64::NAN;
+    };
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
+    match (tick(11), tick(12)) {
+        (Some(u), Some(s)) => (u + s) * 10.0,
+        _ => f64::NAN,
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+/// The patch grid the processor gives a `w`×`h` image under the released models' budget
+/// (longest_edge 16777216 pixels, spec §6.2).
+fn image_grid(cfg: &Config, w: usize, h: usize) -> Result<[usize; 3]> {
+    let p = cfg.vision.patch_size;
+    let factor = p * cfg.vision.spatial_merge_size;
+    let (rh, rw) = glimpse_models::processor::resize::smart_resize(h, w, factor, 65536, 16777216)?;
+    Ok([1, rh / p, rw / p])
+}
+
+fn next(rng: &mut u64) -> u64 {
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    *rng
+}
+
+fn random_tensor(rng: &mut u64, shape: (usize, usize), device: &Device) -> Result<Tensor> {
+    let v: Vec<f32> = (0..shape.0 * shape.1)
+        .map(|_| (next(rng) >> 40) as f32 / (1u64 << 23) as f32 - 1.0)
+        .collect();
+    Ok(Tensor::from_vec(v, shape, device)?)
+}
+
+/// Token ids that are none of the vision placeholders.
+fn random_ids(rng: &mut u64, n: usize, cfg: &Config) -> Vec<u32> {
+    let special = [
+        cfg.image_token_id,
+        cfg.video_token_id,
+        cfg.vision_start_token_id,
+        cfg.vision_end_token_id,
+    ];
+    let vocab = cfg.text.vocab_size as u64;
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let id = (next(rng) % vocab) as u32;
+        if !special.contains(&id) {
+            out.push(id);
+        }
+    }
+    out
+}
+
+/// 16 text tokens, the image block (`<vision_start>`, pads, `<vision_end>`), 16 text tokens.
+fn image_prompt(rng: &mut u64, cfg: &Config, image_tokens: usize) -> Vec<u32> {
+    let mut ids = random_ids(rng, 16, cfg);
+    ids.push(cfg.vision_start_token_id);
+    ids.extend(std::iter::repeat_n(cfg.image_token_id, image_tokens));
+    ids.push(cfg.vision_end_token_id);
+    ids.extend(random_ids(rng, 16, cfg));
+    ids
+}
+
+fn prefill_text(model: &mut Qwen3VLModel, ids: &[u32]) -> Result<u32> {
+    let pos: Vec<i64> = (0..ids.len() as i64).collect();
+    let prompt = Prompt {
+        input_ids: ids,
+        images: None,
+        videos: None,
+        positions: [&pos, &pos, &pos],
+        rope_delta: 0,
+    };
+    let logits = model.prefill(&prompt, LogitsFor::Last, &mut NoProbe)?;
+    argmax(&logits.squeeze(0)?)
+}
+
+fn argmax(logits: &Tensor) -> Result<u32> {
+    Ok(logits.to_dtype(DType::F32)?.argmax(0)?.to_scalar::<u32>()?)
+}
+
+/// `kB` value of a `/proc/self/status` line (Linux only; None elsewhere).
+fn rss_kb(key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with(key))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn print_table(r: &serde_json::Value) {
+    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+    println!(
+        "model {}  dtype {}  quant {}  device {}  threads {}  repeats {} (medians)",
+        r["model"].as_str().unwrap_or("?"),
+        r["dtype"].as_str().unwrap_or("?"),
+        r["quant"].as_str().unwrap_or("?"),
+        r["device"].as_str().unwrap_or("?"),
+        r["threads"],
+        r["repeats"]
+    );
+    println!("{:<34} {:>14} {:>12}", "measure", "value", "cpu ms");
+    println!("{:<34} {:>11.0} ms", "load", f(&r["load_ms"]));
+    for v in r["vision"].as_array().into_iter().flatten() {
+        let name = format!(
+            "vision encode {}x{} ({} patches)",
+            v["width"], v["height"], v["patches"]
+        );
+        println!(
+            "{name:<34} {:>11.0} ms {:>12.0}",
+            f(&v["ms"]),
+            f(&v["cpu_ms"])
+        );
+    }
+    for p in r["prefill"].as_array().into_iter().flatten() {
+        let name = format!("prefill {} tokens", p["tokens"]);
+        println!(
+            "{name:<34} {:>8.1} tok/s {:>12.0}",
+            f(&p["tokens_per_s"]),
+            f(&p["cpu_ms"])
+        );
+    }
+    if !r["decode"].is_null() {
+        let name = format!(
+            "decode {} tokens (ctx {})",
+            r["decode"]["tokens"], r["decode"]["context"]
+        );
+        println!(
+            "{name:<34} {:>8.2} tok/s {:>12.0}",
+            f(&r["decode"]["tokens_per_s"]),
+            f(&r["decode"]["cpu_ms"])
+        );
+    }
+    if !r["ttft"].is_null() {
+        let name = format!(
+            "first token, {}x{} image",
+            r["ttft"]["width"], r["ttft"]["height"]
+        );
+        println!(
+            "{name:<34} {:>11.0} ms {:>12.0}",
+            f(&r["ttft"]["ms"]),
+            f(&r["ttft"]["cpu_ms"])
+        );
+    }
+    println!("{:<34} {:>11.0} MB", "peak RSS", f(&r["peak_rss_mb"]));
+}

@@ -1,0 +1,209 @@
+//! Half-precision matmuls on the CPU. candle's CPU matmul for bf16/f16 runs an order of
+//! magnitude slower than its f32 one (measured on the 2B-shaped synthetic model: a bf16 decode
+//! step took ~12× the CPU time of an f32 step, see BENCHMARKS.md), so on the CPU half-precision
+//! weights stay stored as they are (the memory a user chose) and the arithmetic runs in f32:
+//! - one or a few rows (decode): a bf16 GEMV that widens each weight as it is read, so the
+//!   weight bytes cross memory once, at half the f32 size;
+//! - more rows (prefill, vision): the weight is widened to f32 once per call and multiplied by
+//!   candle's f32 GEMM, whose cost the rows amortise.
+//!
+//! Products of bf16 values are exact in f32 and the sums are accumulated in f32, as torch's bf16
+//! kernels do; the result is rounded once to the activation dtype.
+
+use candle_core::{CpuStorage, DType, Device, Storage, Tensor};
+use half::bf16;
+use rayon::prelude::*;
+
+use crate::Result;
+
+/// Rows at or below which the GEMV path is used.
+const GEMV_MAX_ROWS: usize = 4;
+
+/// Output rows of W each rayon task computes in the GEMV.
+const GEMV_CHUNK: usize = 32;
+
+fn is_half(dtype: DType) -> bool {
+    matches!(dtype, DType::BF16 | DType::F16)
+}
+
+/// Whether [`linear`] / [`matmul`] take the f32-arithmetic path for this operand.
+pub fn applies(t: &Tensor) -> bool {
+    matches!(t.device(), Device::Cpu) && is_half(t.dtype())
+}
+
+/// A `candle_nn::Linear` (with or without bias) through [`linear`] when that applies.
+pub fn linear_layer(l: &candle_nn::Linear, x: &Tensor) -> Result<Tensor> {
+    use candle_core::Module;
+    if !applies(l.weight()) {
+        return Ok(l.forward(x)?);
+    }
+    let y = linear(x, l.weight())?;
+    Ok(match l.bias() {
+        Some(b) => y.broadcast_add(b)?,
+        None => y,
+    })
+}
+
+/// `x · Wᵀ` for `x` `[..., in]` and `w` `[out, in]`, in `x`'s dtype.
+pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    if !matches!(x.device(), Device::Cpu) || !is_half(w.dtype()) {
+        let w = match x.dims().len() {
+            3 => w.broadcast_left(x.dim(0)?)?.t()?,
+            _ => w.t()?,
+        };
+        return Ok(x.matmul(&w)?);
+    }
+    let dims = x.dims().to_vec();
+    let k = *dims.last().expect("rank ≥ 1");
+    let rows = x.elem_count() / k.max(1);
+    let x2 = x.reshape((rows, k))?;
+    let out_dim = w.dim(0)?;
+    let y = if rows <= GEMV_MAX_ROWS && w.dtype() == DType::BF16 {
+        gemv_bf16(&x2, w)?
+    } else {
+        let wf = w.to_dtype(DType::F32)?;
+        x2.to_dtype(DType::F32)?.matmul(&wf.t()?)?
+    };
+    let mut out_dims = dims;
+    *out_dims.last_mut().expect("rank ≥ 1") = out_dim;
+    Ok(y.to_dtype(x.dtype())?.reshape(out_dims)?)
+}
+
+/// `a · b` (batched like candle's matmul); half-precision inputs on the CPU are multiplied in f32
+/// and the product rounded to their dtype.
+pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if matches!(a.device(), Device::Cpu) && is_half(a.dtype()) {
+        let y = a.to_dtype(DType::F32)?.matmul(&b.to_dtype(DType::F32)?)?;
+        return Ok(y.to_dtype(a.dtype())?);
+    }
+    Ok(a.matmul(b)?)
+}
+
+/// `x` `[m, k]` (any float dtype) times `w` `[n, k]` bf16 → `[m, n]` f32.
+fn gemv_bf16(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let (m, k) = x.dims2()?;
+    let n = w.dim(0)?;
+    let x: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+    let w = w.contiguous()?;
+    let (storage, layout) = w.storage_and_layout();
+    let Storage::Cpu(CpuStorage::BF16(data)) = &*storage else {
+        unreachable!("checked: a bf16 tensor on the CPU");
+    };
+    let start = layout.start_offset();
+    let w = &data[start..start + n * k];
+    let avx2 = avx2_available();
+    // Computed transposed ([n, m], each task a run of weight rows), then turned around.
+    let mut out_t = vec![0f32; n * m];
+    out_t
+        .par_chunks_mut(GEMV_CHUNK * m)
+        .enumerate()
+        .for_each(|(c, chunk)| {
+            for (r, outs) in chunk.chunks_mut(m).enumerate() {
+                let j = c * GEMV_CHUNK + r;
+                let row = &w[j * k..(j + 1) * k];
+                for (i, o) in outs.iter_mut().enumerate() {
+                    *o = dot(&x[i * k..(i + 1) * k], row, avx2);
+                }
+            }
+        });
+    let y = Tensor::from_vec(out_t, (n, m), &Device::Cpu)?;
+    Ok(y.t()?.contiguous()?)
+}
+
+fn avx2_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+fn dot(x: &[f32], w: &[bf16], avx2: bool) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        // SAFETY: the features were detected at run time.
+        return unsafe { dot_avx2(x, w) };
+    }
+    let _ = avx2;
+    dot_generic(x, w)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_avx2(x: &[f32], w: &[bf16]) -> f32 {
+    // The same loop, compiled with 256-bit vectors and fused multiply-adds.
+    dot_generic(x, w)
+}
+
+/// 16 independent accumulators so the loop vectorises; bf16 → f32 is a 16-bit shift.
+#[inline(always)]
+fn dot_generic(x: &[f32], w: &[bf16]) -> f32 {
+    const L: usize = 16;
+    let mut acc = [0f32; L];
+    let (xc, xr) = x.split_at(x.len() / L * L);
+    let (wc, wr) = w.split_at(xc.len());
+    for (xs, ws) in xc.chunks_exact(L).zip(wc.chunks_exact(L)) {
+        for l in 0..L {
+            acc[l] += xs[l] * f32::from_bits((ws[l].to_bits() as u32) << 16);
+        }
+    }
+    let mut sum: f32 = acc.iter().sum();
+    for (a, b) in xr.iter().zip(wr) {
+        sum += a * b.to_f32();
+    }
+    sum
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn max_rel(got: &Tensor, want: &Tensor) -> f32 {
+        let got = got.to_dtype(DType::F32).unwrap();
+        let want = want.to_dtype(DType::F32).unwrap();
+        let d: f32 = (got - &want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        let s: f32 = want.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+        d / s
+    }
+
+    /// Both paths (GEMV for few rows, widened GEMM for many), bf16 and f16, equal the f32
+    /// product of the same half-precision values to within one rounding of the output.
+    #[test]
+    fn half_linear_matches_f32_of_same_values() -> Result<()> {
+        let dev = Device::Cpu;
+        for dtype in [DType::BF16, DType::F16] {
+            // k = 70 exercises the vector body and the tail.
+            let w = Tensor::randn(0f32, 1.0, (37, 70), &dev)?.to_dtype(dtype)?;
+            for rows in [1usize, 3, 9] {
+                let x = Tensor::randn(0f32, 1.0, (1, rows, 70), &dev)?.to_dtype(dtype)?;
+                let want = x
+                    .to_dtype(DType::F32)?
+                    .broadcast_matmul(&w.to_dtype(DType::F32)?.t()?)?;
+                let got = linear(&x, &w)?;
+                assert_eq!(got.dims(), &[1, rows, 37]);
+                assert_eq!(got.dtype(), dtype);
+                let err = max_rel(&got, &want);
+                assert!(err < 1e-2, "{dtype:?} rows {rows}: {err}");
+            }
+        }
+        // f32 takes candle's own path, exactly.
+        let w = Tensor::randn(0f32, 1.0, (5, 8), &dev)?;
+        let x = Tensor::randn(0f32, 1.0, (2, 8), &dev)?;
+        assert_eq!(max_rel(&linear(&x, &w)?, &x.matmul(&w.t()?)?), 0.0);
+        let a = Tensor::randn(0f32, 1.0, (2, 3, 4), &dev)?.to_dtype(DType::BF16)?;
+        let b = Tensor::randn(0f32, 1.0, (2, 4, 5), &dev)?.to_dtype(DType::BF16)?;
+        let want = a.to_dtype(DType::F32)?.matmul(&b.to_dtype(DType::F32)?)?;
+        assert!(max_rel(&matmul(&a, &b)?, &want) < 1e-2);
+        Ok(())
+    }
+}

@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""Glimpse vs transformers (and llama.cpp where `llama-bench` is installed) on the same
+synthetic checkpoint and the same work, in one run, with ratios.
+
+Run by hand, not in CI (minutes to hours on a CPU):
+
+    cargo build --release -p glimpse-cli
+    /root/.venvs/fixtures/bin/python tests/bench/side_by_side.py \
+        --synthetic qwen3-vl-2b --layers 2 --vision-layers 4 --dtype bf16 --threads 2
+
+1. `glimpse bench --synthetic ...` writes the checkpoint (real layer sizes, random weights,
+   transformers-5 files) into the cache folder and measures Glimpse.
+2. transformers (the pinned 5.24.0, CPU, the same thread count) loads that folder and runs the
+   same image sizes, prompt lengths and decode length, timed the same way (median of repeats,
+   wall and process CPU time).
+3. A table of both and the ratios (>1 means Glimpse is faster).
+
+Timings on a shared machine are noisy: run both in the same time window (this script does)
+and read the CPU-time column next to the wall-clock one.
+"""
+
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--synthetic", default="qwen3-vl-2b")
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--vision-layers", type=int, default=4)
+    p.add_argument("--dtype", default="bf16", choices=["bf16", "f32"])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--images", default="512x512,1024x576")
+    p.add_argument("--prefill", default="128,512")
+    p.add_argument("--decode-tokens", type=int, default=32)
+    p.add_argument("--decode-context", type=int, default=256)
+    p.add_argument("--quant", default="none", help="glimpse only (transformers runs --dtype)")
+    p.add_argument("--cache-dir", default=os.path.expanduser("~/.cache/glimpse/bench"))
+    p.add_argument("--glimpse", default=None, help="the glimpse binary (default: target/release)")
+    p.add_argument("--skip-glimpse", action="store_true")
+    p.add_argument("--skip-transformers", action="store_true")
+    p.add_argument("--json-out", default=None)
+    return p.parse_args()
+
+
+def glimpse_binary(args):
+    if args.glimpse:
+        return args.glimpse
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    return os.path.join(target, "release", "glimpse")
+
+
+def run_glimpse(args):
+    cmd = [
+        glimpse_binary(args), "bench", "--synthetic", args.synthetic,
+        "--layers", str(args.layers), "--vision-layers", str(args.vision_layers),
+        "--dtype", args.dtype, "--threads", str(args.threads), "--repeats", str(args.repeats),
+        "--images", args.images, "--prefill", args.prefill,
+        "--decode-tokens", str(args.decode_tokens), "--decode-context", str(args.decode_context),
+        "--cache-dir", args.cache_dir, "--quant", args.quant, "--no-ttft",
+    ]
+    print("$", " ".join(cmd), flush=True)
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    sys.stderr.write(out.stderr)
+    print("\n".join(out.stdout.strip().splitlines()[:-1]))
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def checkpoint_dir(args):
+    name = f"{args.synthetic}-L{args.layers}-V{args.vision_layers}-{args.dtype}"
+    return os.path.join(args.cache_dir, name)
+
+
+def timed(fn, repeats):
+    import torch  # noqa: F401  (imported by the caller already)
+    walls, cpus = [], []
+    for _ in range(repeats):
+        w0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        walls.append((time.perf_counter() - w0) * 1e3)
+        cpus.append((time.process_time() - c0) * 1e3)
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def smart_resize(h, w, factor, min_pixels=65536, max_pixels=16777216):
+    # transformers' Qwen2VL smart_resize (spec §6.2), the same budget glimpse bench uses.
+    h_bar = round(h / factor) * factor
+    w_bar = round(w / factor) * factor
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt(h * w / max_pixels)
+        h_bar = max(factor, math.floor(h / beta / factor) * factor)
+        w_bar = max(factor, math.floor(w / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (h * w))
+        h_bar = math.ceil(h * beta / factor) * factor
+        w_bar = math.ceil(w * beta / factor) * factor
+    return h_bar, w_bar
+
+
+def run_transformers(args, ckpt):
+    import torch
+    import transformers
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    cfg = json.load(open(os.path.join(ckpt, "config.json")))
+    cls = getattr(transformers, cfg["architectures"][0])
+    dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
+    t0 = time.perf_counter()
+    model = cls.from_pretrained(ckpt, dtype=dtype).eval()
+    load_ms = (time.perf_counter() - t0) * 1e3
+    vc, tc = cfg["vision_config"], cfg["text_config"]
+    p, m = vc["patch_size"], vc["spatial_merge_size"]
+    patch_dim = 3 * vc["temporal_patch_size"] * p * p
+    special = {cfg["image_token_id"], cfg["video_token_id"], cfg["vision_start_token_id"],
+               cfg["vision_end_token_id"]}
+    gen = torch.Generator().manual_seed(1)
+
+    def ids(n):
+        out = torch.randint(0, tc["vocab_size"], (1, n), generator=gen)
+        for s in special:
+            out[out == s] = 0
+        return out
+
+    report = {"load_ms": load_ms, "threads": torch.get_num_threads(), "vision": [], "prefill": []}
+    with torch.inference_mode():
+        for size in args.images.split(","):
+            w, h = (int(v) for v in size.split("x"))
+            rh, rw = smart_resize(h, w, p * m)
+            grid = torch.tensor([[1, rh // p, rw // p]])
+            n = int(grid.prod())
+            px = (torch.rand(n, patch_dim, generator=gen) * 2 - 1).to(dtype)
+            wall, cpu = timed(lambda: model.model.get_image_features(px, grid), args.repeats)
+            print(f"transformers vision {w}x{h}: {wall:.0f} ms", flush=True)
+            report["vision"].append({"width": w, "height": h, "ms": wall, "cpu_ms": cpu})
+        for n in (int(v) for v in args.prefill.split(",")):
+            x = ids(n)
+            wall, cpu = timed(lambda: model(input_ids=x, use_cache=True, logits_to_keep=1), args.repeats)
+            print(f"transformers prefill {n}: {n / wall * 1e3:.1f} tok/s", flush=True)
+            report["prefill"].append({"tokens": n, "ms": wall, "cpu_ms": cpu,
+                                      "tokens_per_s": n / wall * 1e3})
+        walls, cpus = [], []
+        ctx = ids(args.decode_context)
+        for _ in range(args.repeats):
+            out = model(input_ids=ctx, use_cache=True, logits_to_keep=1)
+            pkv, tok = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
+            w0, c0 = time.perf_counter(), time.process_time()
+            for _ in range(args.decode_tokens):
+                out = model(input_ids=tok, past_key_values=pkv, use_cache=True)
+                pkv, tok = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
+            walls.append((time.perf_counter() - w0) * 1e3)
+            cpus.append((time.process_time() - c0) * 1e3)
+        wall = statistics.median(walls)
+        report["decode"] = {"tokens": args.decode_tokens, "ms": wall, "cpu_ms": statistics.median(cpus),
+                            "tokens_per_s": args.decode_tokens / wall * 1e3}
+        print(f"transformers decode: {report['decode']['tokens_per_s']:.2f} tok/s", flush=True)
+    return report
+
+
+def llama_cpp(args):
+    if shutil.which("llama-bench") is None:
+        print("llama.cpp: `llama-bench` is not installed here; skipped "
+              "(see BENCHMARKS.md for how to build it outside the repo)")
+        return None
+    print("llama.cpp: llama-bench found, but converting the synthetic checkpoint to GGUF is not "
+          "automated yet; skipped")
+    return None
+
+
+def main():
+    args = parse_args()
+    g = None if args.skip_glimpse else run_glimpse(args)
+    ckpt = checkpoint_dir(args)
+    if not os.path.isfile(os.path.join(ckpt, "config.json")):
+        sys.exit(f"{ckpt} has no checkpoint; run without --skip-glimpse first")
+    t = None if args.skip_transformers else run_transformers(args, ckpt)
+    llama_cpp(args)
+
+    rows = []
+    def add(name, gv, tv, higher_is_better):
+        if gv is None or tv is None:
+            return
+        ratio = gv / tv if higher_is_better else tv / gv
+        rows.append((name, gv, tv, ratio))
+    if g and t:
+        for gi, ti in zip(g["vision"], t["vision"]):
+            add(f"vision {gi['width']}x{gi['height']} ms", gi["ms"], ti["ms"], False)
+            add(f"vision {gi['width']}x{gi['height']} cpu ms", gi["cpu_ms"], ti["cpu_ms"], False)
+        for gi, ti in zip(g["prefill"], t["prefill"]):
+            add(f"prefill {gi['tokens']} tok/s", gi["tokens_per_s"], ti["tokens_per_s"], True)
+            add(f"prefill {gi['tokens']} cpu ms", gi["cpu_ms"], ti["cpu_ms"], False)
+        add(f"decode {args.decode_tokens} tok/s", g["decode"]["tokens_per_s"], t["decode"]["tokens_per_s"], True)
+        add(f"decode {args.decode_tokens} cpu ms", g["decode"]["cpu_ms"], t["decode"]["cpu_ms"], False)
+        add("load ms", g["load_ms"], t["load_ms"], False)
+        print(f"\n{args.synthetic} L{args.layers} V{args.vision_layers} {args.dtype} "
+              f"quant={args.quant} threads={args.threads} repeats={args.repeats} (medians)")
+        print(f"{'measure':<28} {'glimpse':>12} {'transformers':>13} {'ratio':>7}")
+        for name, gv, tv, r in rows:
+            print(f"{name:<28} {gv:>12.1f} {tv:>13.1f} {r:>6.2f}x")
+        print("ratio > 1: glimpse is faster")
+    if args.json_out:
+        json.dump({"glimpse": g, "transformers": t, "args": vars(args)}, open(args.json_out, "w"), indent=1)
+
+
+if __name__ == "__main__":
+    main()
