@@ -11,25 +11,18 @@
 // recommended-repo, download-recommended, download-progress[data-repo][data-status],
 // partial-download[data-repo], resume-partial, local-model[data-path][data-usable], local-load,
 // add-folder-path, loaded-model, plus the chat's attach-path, composer, send, message.
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { isAbsolute, join } from 'node:path';
+import { join } from 'node:path';
 import { assert, run, test } from './harness.mjs';
+import { APP, ENTER, FIXTURES, SHOTS, checkAppEnvironment, freePort, sleep, startDriver, wd } from './webdriver.mjs';
 
-const APP = process.env.APP_BIN;
-const DRIVER = process.env.WEBKIT_WEBDRIVER ?? '/usr/bin/WebKitWebDriver';
-const FIXTURES = join(import.meta.dirname, '..', '..', 'tests', 'fixtures');
-const SHOTS = join(import.meta.dirname, '..', 'test-results');
 const MODEL = join(FIXTURES, 'models', 'grounding');
 const RED_SQUARE = join(FIXTURES, 'media', 'redsquare_128x96.png');
 const PROMPT = 'Locate the red square, output its bbox coordinates using JSON format.';
 const COMMIT = '5b1e0c0ffee0123456789abcdef0123456789abc';
-const ENTER = '\uE007';
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // ---- The fake hub ----
 
@@ -93,65 +86,11 @@ async function startHub() {
   return hub;
 }
 
-// ---- WebDriver (the same plain-fetch calls as app-webdriver.mjs) ----
+// ---- WebDriver ----
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
-
-async function wd(base, method, path, body) {
-  const res = await fetch(base + path, {
-    method,
-    headers: { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const json = await res.json();
-  if (!res.ok) {
-    const err = new Error(`${method} ${path}: ${json.value?.error}: ${json.value?.message}`);
-    err.code = json.value?.error;
-    throw err;
-  }
-  return json.value;
-}
-
-/** A WebKitWebDriver whose apps get a fresh empty home and HF_ENDPOINT = the fake hub. The app
- *  process inherits the driver's environment. */
-async function startDriver(hub) {
-  const home = mkdtempSync(join(tmpdir(), 'glimpse-home-'));
-  const env = { ...process.env, HOME: home, TAURI_WEBVIEW_AUTOMATION: 'true', HF_ENDPOINT: hub.endpoint };
-  for (const key of ['XDG_DATA_HOME', 'XDG_CACHE_HOME', 'XDG_CONFIG_HOME', 'HF_HOME', 'HF_HUB_CACHE', 'HF_TOKEN']) {
-    delete env[key];
-  }
-  const port = await freePort();
-  const proc = spawn(DRIVER, [`--port=${port}`], { env, stdio: ['ignore', 'inherit', 'inherit'] });
-  const base = `http://127.0.0.1:${port}`;
-  const end = Date.now() + 10_000;
-  for (;;) {
-    try {
-      if ((await wd(base, 'GET', '/status')).ready) break;
-    } catch (e) {
-      if (Date.now() > end) throw new Error(`WebKitWebDriver did not start: ${e.message}`);
-    }
-    await sleep(100);
-  }
-  return {
-    base,
-    home,
-    stop() {
-      proc.kill('SIGTERM');
-      rmSync(home, { recursive: true, force: true });
-    },
-  };
-}
-
+/** A driver whose apps get a fresh empty home and HF_ENDPOINT = the fake hub. */
 async function withDriver(hub, fn) {
-  const driver = await startDriver(hub);
+  const driver = await startDriver({ HF_ENDPOINT: hub.endpoint });
   try {
     return await fn(driver);
   } finally {
@@ -439,8 +378,7 @@ test('an unreachable hub and a corrupt download are clear messages, and a retry 
 
 await run({
   async before() {
-    assert(APP && isAbsolute(APP) && existsSync(APP), `APP_BIN must be the app's absolute path (got ${APP})`);
-    assert(process.env.DISPLAY, 'no DISPLAY: run under xvfb-run');
+    checkAppEnvironment();
     hub = await startHub();
     return hub;
   },

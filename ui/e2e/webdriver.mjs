@@ -183,35 +183,52 @@ export async function loadModel(driver, session, name) {
   }, 60_000);
 }
 
-/** The `run` hooks: WebKitWebDriver on a free port, with a fresh empty home for the app. */
+/** WebKitWebDriver on a free port. The apps it starts inherit its environment: a fresh empty home
+ *  (so no model or token on this machine leaks in and the expected paths are known) plus `env`. */
+export async function startDriver(env = {}) {
+  const home = mkdtempSync(join(tmpdir(), 'glimpse-home-'));
+  const full = { ...process.env, HOME: home, TAURI_WEBVIEW_AUTOMATION: 'true' };
+  for (const key of ['XDG_DATA_HOME', 'XDG_CACHE_HOME', 'XDG_CONFIG_HOME', 'HF_HOME', 'HF_HUB_CACHE', 'HF_TOKEN', 'HF_ENDPOINT']) {
+    delete full[key];
+  }
+  Object.assign(full, env);
+  const port = await freePort();
+  const proc = spawn(DRIVER, [`--port=${port}`], { env: full, stdio: ['ignore', 'inherit', 'inherit'] });
+  const base = `http://127.0.0.1:${port}`;
+  const until = Date.now() + 10_000;
+  for (;;) {
+    try {
+      if ((await wd(base, 'GET', '/status')).ready) break;
+    } catch (e) {
+      if (Date.now() > until) throw new Error(`WebKitWebDriver did not start: ${e.message}`);
+    }
+    await sleep(100);
+  }
+  return {
+    base,
+    proc,
+    home,
+    stop() {
+      proc.kill('SIGTERM');
+      rmSync(home, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Checks that the app binary and a display are there, and makes the screenshot folder. */
+export function checkAppEnvironment() {
+  assert(APP && isAbsolute(APP) && existsSync(APP), `APP_BIN must be the app's absolute path (got ${APP})`);
+  assert(process.env.DISPLAY, 'no DISPLAY: run under xvfb-run');
+  mkdirSync(SHOTS, { recursive: true });
+}
+
+/** The `run` hooks: one driver for all tests of a file. */
 export const driverHooks = {
   async before() {
-    assert(APP && isAbsolute(APP) && existsSync(APP), `APP_BIN must be the app's absolute path (got ${APP})`);
-    assert(process.env.DISPLAY, 'no DISPLAY: run under xvfb-run');
-    mkdirSync(SHOTS, { recursive: true });
-    // A fresh home so no model on this machine leaks in and the expected paths are known.
-    const home = mkdtempSync(join(tmpdir(), 'glimpse-home-'));
-    const env = { ...process.env, HOME: home, TAURI_WEBVIEW_AUTOMATION: 'true' };
-    for (const key of ['XDG_DATA_HOME', 'XDG_CACHE_HOME', 'XDG_CONFIG_HOME', 'HF_HOME', 'HF_HUB_CACHE']) {
-      delete env[key];
-    }
-    const port = await freePort();
-    const proc = spawn(DRIVER, [`--port=${port}`], { env, stdio: ['ignore', 'inherit', 'inherit'] });
-    const base = `http://127.0.0.1:${port}`;
-    const until = Date.now() + 10_000;
-    for (;;) {
-      try {
-        if ((await wd(base, 'GET', '/status')).ready) break;
-      } catch (e) {
-        if (Date.now() > until) throw new Error(`WebKitWebDriver did not start: ${e.message}`);
-      }
-      await sleep(100);
-    }
-    return { base, proc, home };
+    checkAppEnvironment();
+    return startDriver();
   },
   async after(driver) {
-    if (!driver) return;
-    driver.proc.kill('SIGTERM');
-    rmSync(driver.home, { recursive: true, force: true });
+    driver?.stop();
   },
 };
