@@ -15,6 +15,15 @@ fn glimpse(args: &[&str]) -> Output {
         .expect("the glimpse binary runs")
 }
 
+/// Fails the test with the command's own error output when it did not succeed.
+fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn last_json(out: &Output) -> serde_json::Value {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().last().unwrap_or_default();
@@ -49,11 +58,7 @@ fn trained_grounding_model_gives_its_trained_answer() {
         "0",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let j = last_json(&out);
     assert_eq!(j["text"], reference["answer"]);
     assert_eq!(j["token_ids"], reference["answer_token_ids"]);
@@ -78,11 +83,7 @@ fn streams_the_answer_without_json() {
         "--temperature",
         "0",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"bbox_2d\": [250, 312, 484, 625]"));
 }
 
@@ -107,11 +108,7 @@ fn dump_writes_inputs_and_logits() {
         "--dump",
         dir.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let inputs =
         candle_core::safetensors::load(dir.join("inputs.safetensors"), &candle_core::Device::Cpu)
             .unwrap();
@@ -223,11 +220,7 @@ fn video_plan_prints_the_cost_as_json() {
         "models/video-ball",
         "media/ball_128x96.mkv",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let plan = last_json(&out);
     // 8 s at 4 fps, sampled at the checkpoint's 2 fps: 16 frames, 8 temporal groups of 6×8 patches.
     assert_eq!(plan["metadata"]["total_num_frames"], 32);
@@ -250,11 +243,7 @@ fn video_plan_prints_the_cost_as_json() {
         "6",
         "--extract",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let plan = last_json(&out);
     assert_eq!(plan["frame_indices"], serde_json::json!([8, 13, 18, 23]));
     assert_eq!(
@@ -280,11 +269,7 @@ fn trained_video_model_answers_through_the_cli() {
         "0",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert_eq!(last_json(&out)["text"], "The ball appears at 3.5 seconds.");
 }
 

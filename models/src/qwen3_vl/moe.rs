@@ -5,7 +5,7 @@
 use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
 
-use super::config::{Config, Dialect};
+use super::config::{Config, Dialect, MoeConfig};
 use super::quant::{Linear, Quant};
 use crate::{Error, Result};
 
@@ -174,6 +174,16 @@ pub struct Experts {
     intermediate: usize,
 }
 
+/// The experts' settings of a model with MoE layers; a config without them cannot have one.
+fn moe_config(cfg: &Config) -> Result<&MoeConfig> {
+    cfg.text.moe.as_ref().ok_or_else(|| {
+        Error::bad_config(
+            "text_config.num_experts",
+            "MoE layer in a model without experts",
+        )
+    })
+}
+
 impl Experts {
     fn new(
         cfg: &Config,
@@ -181,12 +191,7 @@ impl Experts {
         quant: Quant,
         vb: VarBuilder,
     ) -> Result<Self> {
-        let moe = cfg.text.moe.as_ref().ok_or_else(|| {
-            Error::bad_config(
-                "text_config.num_experts",
-                "MoE layer in a model without experts",
-            )
-        })?;
+        let moe = moe_config(cfg)?;
         let (e, d, i) = (
             moe.num_experts,
             cfg.text.hidden_size,
@@ -306,12 +311,7 @@ impl SparseMoeBlock {
         quant: Quant,
         vb: VarBuilder,
     ) -> Result<Self> {
-        let moe = cfg.text.moe.as_ref().ok_or_else(|| {
-            Error::bad_config(
-                "text_config.num_experts",
-                "MoE layer in a model without experts",
-            )
-        })?;
+        let moe = moe_config(cfg)?;
         let gate = TopKRouter {
             weight: vb
                 .pp("gate")
