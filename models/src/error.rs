@@ -107,6 +107,14 @@ pub enum Error {
     #[error("cancelled")]
     Cancelled,
 
+    /// A CPU kernel library (oneDNN) refused or failed a product; callers that can fall back
+    /// to candle's own kernels do so before this reaches a user.
+    #[error("{library}: {reason}")]
+    Kernel {
+        library: &'static str,
+        reason: String,
+    },
+
     /// A tensor operation failed (shapes that cannot work together, a device error).
     #[error(transparent)]
     Candle(candle_core::Error),

@@ -3,10 +3,12 @@
 //! tensor names so that a weight key leads straight to the code that uses it.
 
 pub mod config;
+pub mod cpu_attention;
 pub mod cpu_mm;
 pub mod kv_cache;
 pub mod model;
 pub mod moe;
+pub mod onednn;
 pub mod quant;
 pub mod rope_index;
 pub mod synthetic;

@@ -6,10 +6,10 @@ use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{Embedding, VarBuilder};
 
 use super::config::{Config, TextConfig};
-use super::cpu_mm;
 use super::kv_cache::KvCache;
 use super::moe::{ExpertLayout, SparseMoeBlock};
 use super::quant::{Linear, Quant};
+use super::{cpu_attention, cpu_mm};
 use crate::Result;
 
 /// Receives named intermediate tensors during a forward pass, keyed like the parity fixtures
@@ -254,6 +254,14 @@ impl TextAttention {
         let (k, v) = self.kv_cache.append(&k, &v)?;
         let s = k.dim(2)?;
 
+        // 5'. Prefill of a bf16 model on the CPU: the blocked kernel (cpu_attention), causal by
+        //     construction — the decoder's only mask is the causal one (model.rs).
+        if mask.is_some() && cpu_mm::blocked_attention(&q) {
+            let ctx = prefill_attention(&q, &k, &v, n_rep, s - l)?; // (B, Hq, L, hd)
+            let ctx = ctx.transpose(1, 2)?.reshape((b, l, hq * hd))?;
+            return self.o_proj.forward(&ctx);
+        }
+
         // 5. GQA without copying k/v: query head j uses kv head j / n_rep, so the n_rep query
         //    heads of one kv head are stacked on the row axis. (B, Hq, L, hd) -> (B, Hkv, n_rep·L, hd)
         let q = q.reshape((b, hkv, n_rep * l, hd))?;
@@ -287,6 +295,45 @@ impl TextAttention {
     pub fn clear_cache(&mut self) {
         self.kv_cache.reset();
     }
+}
+
+/// Causal GQA attention for `q` `(B, Hq, L, hd)` against the cache views `k`, `v`
+/// `(B, Hkv, S, hd)` (S = cached + L) through `cpu_attention`; returns `(B, Hq, L, hd)`.
+fn prefill_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    n_rep: usize,
+    cached: usize,
+) -> Result<Tensor> {
+    let (_, _, l, hd) = q.dims4()?;
+    let keys = k.dim(2)?;
+    let q = q.contiguous()?;
+    let mut out = vec![half::bf16::ZERO; q.elem_count()];
+    cpu_mm::with_bf16(&q, |qs| {
+        cpu_mm::with_bf16_view(k, |ks, kl| {
+            cpu_mm::with_bf16_view(v, |vs, vl| {
+                let k_off = cpu_mm::group_offsets(kl)?;
+                if cpu_mm::group_offsets(vl)? != k_off {
+                    return Err(candle_core::Error::Msg("k and v caches differ".into()).into());
+                }
+                let q_offsets: Vec<usize> = (0..k_off.len() * n_rep).map(|g| g * l * hd).collect();
+                let kv_offsets: Vec<usize> =
+                    (0..q_offsets.len()).map(|g| k_off[g / n_rep]).collect();
+                let p = cpu_attention::Problem {
+                    q_offsets: &q_offsets,
+                    kv_offsets: &kv_offsets,
+                    rows: l,
+                    keys,
+                    head_dim: hd,
+                    scale: (hd as f32).powf(-0.5),
+                    causal_offset: Some(cached),
+                };
+                cpu_attention::attention(&p, qs, ks, vs, &mut out)
+            })
+        })
+    })?;
+    Ok(Tensor::from_vec(out, q.dims(), q.device())?)
 }
 
 /// The feed-forward half of a decoder layer, chosen per layer at load (§1.2).

@@ -4,6 +4,7 @@
 use candle_core::{DType, Module, Tensor, D};
 use candle_nn::{Activation, Linear, VarBuilder};
 
+use crate::qwen3_vl::cpu_attention;
 use crate::qwen3_vl::cpu_mm::{self, linear_layer};
 use crate::qwen3_vl::VisionConfig;
 use crate::{Error, Result};
@@ -215,7 +216,7 @@ impl VisionAttention {
         //    On the CPU in bf16/f16 the attention itself stays in f32 (`work`): candle's
         //    half-precision CPU matmuls and casts over the heads × N × N scores cost more than
         //    the f32 arithmetic, and f32 only drops roundings (see cpu_mm).
-        let work = if cpu_mm::applies(x) {
+        let work = if cpu_mm::applies(x) && !cpu_mm::blocked_attention(x) {
             DType::F32
         } else {
             dtype
@@ -227,6 +228,13 @@ impl VisionAttention {
                 .to_dtype(work)?
                 .squeeze(0)?)
         };
+        if cpu_mm::blocked_attention(x) {
+            let q = rotate(qkv.get(0)?)?; // bf16 on this path: work == dtype
+            let k = rotate(qkv.get(1)?)?;
+            let out = blocked_attention(&q, &k, &qkv.get(2)?, segments)?; // [H, N, hd]
+            let out = out.transpose(0, 1)?.contiguous()?.reshape((n, dim))?;
+            return linear_layer(&self.proj, &out);
+        }
         let q = rotate(qkv.get(0)?)?;
         let k = rotate(qkv.get(1)?)?;
         let v = qkv.get(2)?.to_dtype(work)?;
@@ -263,6 +271,39 @@ impl VisionAttention {
             .reshape((n, dim))?;
         linear_layer(&self.proj, &out)
     }
+}
+
+/// Attention of `q`, `k`, `v` `[H, N, hd]` (bf16, CPU) within each segment, through the blocked
+/// kernel (`cpu_attention`): no heads × N × N scores, no f32 copies of q/k/v.
+fn blocked_attention(q: &Tensor, k: &Tensor, v: &Tensor, segments: &[Segments]) -> Result<Tensor> {
+    let (h, n, hd) = q.dims3()?;
+    let mut out = vec![half::bf16::ZERO; h * n * hd];
+    cpu_mm::with_bf16(q, |q| {
+        cpu_mm::with_bf16(k, |k| {
+            cpu_mm::with_bf16(v, |v| {
+                for s in segments {
+                    // One group per (head, frame); a frame's patches attend only to each other.
+                    let offsets: Vec<usize> = (0..h)
+                        .flat_map(|head| {
+                            (0..s.frames).map(move |f| (head * n + s.start + f * s.len) * hd)
+                        })
+                        .collect();
+                    let p = cpu_attention::Problem {
+                        q_offsets: &offsets,
+                        kv_offsets: &offsets,
+                        rows: s.len,
+                        keys: s.len,
+                        head_dim: hd,
+                        scale: (hd as f32).powf(-0.5),
+                        causal_offset: None,
+                    };
+                    cpu_attention::attention(&p, q, k, v, &mut out)?;
+                }
+                Ok(())
+            })
+        })
+    })?;
+    Ok(Tensor::from_vec(out, (h, n, hd), q.device())?)
 }
 
 /// `blocks.{b}`: pre-norm ViT block.
