@@ -252,6 +252,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "quant": quant.name(),
         "device": args.device,
         "threads": threads,
+        "cpu_bf16_gemm": glimpse_models::qwen3_vl::onednn::describe(),
         "repeats": args.repeats,
         "load_ms": load_ms,
         "rss_after_load_mb": rss_loaded.map(|k| k as f64 / 1024.0),
@@ -454,6 +455,7 @@ fn print_table(r: &serde_json::Value) {
         r["threads"],
         r["repeats"]
     );
+    println!("bf16 GEMM: {}", r["cpu_bf16_gemm"].as_str().unwrap_or("?"));
     println!("{:<34} {:>14} {:>12}", "measure", "value", "cpu ms");
     println!("{:<34} {:>11.0} ms", "load", f(&r["load_ms"]));
     for v in r["vision"].as_array().into_iter().flatten() {

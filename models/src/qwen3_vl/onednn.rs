@@ -62,7 +62,10 @@ const DNNL_STREAM_DEFAULT: u32 = 1;
 const ARG_SRC: c_int = 1;
 const ARG_DST: c_int = 17;
 const ARG_WEIGHTS: c_int = 33;
+const ARG_SCRATCHPAD: c_int = 80;
 const QUERY_IMPL_INFO_STR: c_int = 8;
+const QUERY_SCRATCHPAD_MD: c_int = 136;
+const SCRATCHPAD_MODE_USER: c_int = 1;
 
 /// Element types oneDNN is asked to read or write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -112,6 +115,10 @@ type FnMemoryCreate =
     unsafe extern "C" fn(*mut Handle, *const MemoryDesc, Handle, *mut c_void) -> Status;
 type FnExecute = unsafe extern "C" fn(Handle, Handle, c_int, *const ExecArg) -> Status;
 type FnSetThreads = unsafe extern "C" fn(c_int);
+type FnAttrCreate = unsafe extern "C" fn(*mut Handle) -> Status;
+type FnAttrSetScratchpad = unsafe extern "C" fn(Handle, c_int) -> Status;
+type FnQueryMd = unsafe extern "C" fn(Handle, c_int, c_int) -> *const MemoryDesc;
+type FnMdSize = unsafe extern "C" fn(*const MemoryDesc) -> usize;
 
 struct Api {
     md_by_strides: FnMdByStrides,
@@ -126,6 +133,11 @@ struct Api {
     stream_create: FnStreamCreate,
     stream_wait: FnDestroy,
     execute: FnExecute,
+    attr_create: FnAttrCreate,
+    attr_destroy: FnDestroy,
+    attr_set_scratchpad: FnAttrSetScratchpad,
+    query_md: FnQueryMd,
+    md_size: FnMdSize,
     /// libgomp's `omp_set_num_threads` when oneDNN was built on OpenMP (Debian's is): the
     /// thread count is a per-calling-thread setting there, so it is set before every call.
     set_threads: Option<FnSetThreads>,
@@ -147,10 +159,15 @@ struct Primitive {
     pd: Handle,
     primitive: Handle,
     descs: [Box<MemoryDesc>; 3],
+    /// The scratchpad's descriptor (owned by `pd`) and size; null / 0 when none is needed.
+    scratch_md: *const MemoryDesc,
+    scratch_bytes: usize,
 }
 
 // SAFETY: oneDNN primitives are immutable once created and may be executed from several
-// threads at once (each execution gets its own scratchpad).
+// threads at once when each execution brings its own scratchpad (user scratchpad mode: the
+// library's shared one is not thread-safe in builds without DNNL_ENABLE_CONCURRENT_EXEC,
+// Debian's among them — two rayon tasks sharing it crashed in a JIT kernel).
 unsafe impl Send for Primitive {}
 unsafe impl Sync for Primitive {}
 
@@ -312,6 +329,11 @@ fn load() -> std::result::Result<Api, String> {
             stream_create: sym!("dnnl_stream_create"),
             stream_wait: sym!("dnnl_stream_wait"),
             execute: sym!("dnnl_primitive_execute"),
+            attr_create: sym!("dnnl_primitive_attr_create"),
+            attr_destroy: sym!("dnnl_primitive_attr_destroy"),
+            attr_set_scratchpad: sym!("dnnl_primitive_attr_set_scratchpad_mode"),
+            query_md: sym!("dnnl_primitive_desc_query_md"),
+            md_size: sym!("dnnl_memory_desc_get_size"),
             set_threads,
             engine,
             description: String::new(),
@@ -389,17 +411,21 @@ unsafe fn create_pd(
         ),
         "dnnl_matmul_desc_init",
     )?;
+    let mut attr: Handle = std::ptr::null_mut();
+    check((api.attr_create)(&mut attr), "dnnl_primitive_attr_create")?;
     let mut pd: Handle = std::ptr::null_mut();
-    check(
-        (api.pd_create)(
-            &mut pd,
-            &*op,
-            std::ptr::null_mut(),
-            api.engine,
-            std::ptr::null_mut(),
-        ),
-        "dnnl_primitive_desc_create (matmul)",
-    )?;
+    let created = check(
+        (api.attr_set_scratchpad)(attr, SCRATCHPAD_MODE_USER),
+        "dnnl_primitive_attr_set_scratchpad_mode",
+    )
+    .and_then(|_| {
+        check(
+            (api.pd_create)(&mut pd, &*op, attr, api.engine, std::ptr::null_mut()),
+            "dnnl_primitive_desc_create (matmul)",
+        )
+    });
+    (api.attr_destroy)(attr);
+    created?;
     Ok((pd, descs))
 }
 
@@ -419,11 +445,19 @@ fn primitive(api: &'static Api, g: &Gemm) -> Result<Arc<Primitive>> {
             (api.pd_destroy)(pd);
             return Err(onednn_error(e));
         }
+        let scratch_md = (api.query_md)(pd, QUERY_SCRATCHPAD_MD, 0);
+        let scratch_bytes = if scratch_md.is_null() {
+            0
+        } else {
+            (api.md_size)(scratch_md)
+        };
         Arc::new(Primitive {
             api,
             pd,
             primitive,
             descs,
+            scratch_md,
+            scratch_bytes,
         })
     };
     if cache.len() >= CACHE_LIMIT {
@@ -469,6 +503,15 @@ pub fn gemm<A: Element, B: Element, C: Element>(
     let p = primitive(api, g)?;
     thread_local! {
         static STREAM: std::cell::Cell<Handle> = const { std::cell::Cell::new(std::ptr::null_mut()) };
+        static SCRATCH: std::cell::RefCell<Vec<Line>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    #[derive(Clone, Copy)]
+    #[repr(C, align(64))]
+    struct Line([u8; 64]);
+    // This thread's scratchpad, taken out for the call (a re-entrant call would get a new one).
+    let mut scratch = SCRATCH.with(|s| s.take());
+    if scratch.len() * 64 < p.scratch_bytes {
+        scratch = vec![Line([0; 64]); p.scratch_bytes.div_ceil(64)];
     }
     // SAFETY: the slices outlive the call and cover every element the layout touches (checked
     // above); the memory objects only borrow them and are destroyed before returning.
@@ -493,7 +536,7 @@ pub fn gemm<A: Element, B: Element, C: Element>(
             b.as_ptr() as *mut c_void,
             c.as_mut_ptr() as *mut c_void,
         ];
-        let mut mems: [Handle; 3] = [std::ptr::null_mut(); 3];
+        let mut mems: [Handle; 4] = [std::ptr::null_mut(); 4];
         let mut result = Ok(());
         for i in 0..3 {
             if let Err(e) = check(
@@ -503,6 +546,17 @@ pub fn gemm<A: Element, B: Element, C: Element>(
                 result = Err(e);
                 break;
             }
+        }
+        if result.is_ok() && p.scratch_bytes > 0 {
+            result = check(
+                (api.memory_create)(
+                    &mut mems[3],
+                    p.scratch_md,
+                    api.engine,
+                    scratch.as_mut_ptr() as *mut c_void,
+                ),
+                "dnnl_memory_create (scratchpad)",
+            );
         }
         if result.is_ok() {
             let args = [
@@ -518,9 +572,14 @@ pub fn gemm<A: Element, B: Element, C: Element>(
                     arg: ARG_DST,
                     memory: mems[2],
                 },
+                ExecArg {
+                    arg: ARG_SCRATCHPAD,
+                    memory: mems[3],
+                },
             ];
+            let nargs = if p.scratch_bytes > 0 { 4 } else { 3 };
             result = check(
-                (api.execute)(p.primitive, stream, 3, args.as_ptr()),
+                (api.execute)(p.primitive, stream, nargs, args.as_ptr()),
                 "dnnl_primitive_execute",
             )
             .and_then(|_| check((api.stream_wait)(stream), "dnnl_stream_wait"));
@@ -528,6 +587,7 @@ pub fn gemm<A: Element, B: Element, C: Element>(
         for m in mems.into_iter().filter(|m| !m.is_null()) {
             (api.memory_destroy)(m);
         }
+        SCRATCH.with(|s| s.replace(scratch));
         result.map_err(onednn_error)
     }
 }
@@ -565,6 +625,11 @@ mod tests {
     #[test]
     fn matches_naive_product_when_available() -> Result<()> {
         if !available() {
+            assert!(
+                std::env::var_os("GLIMPSE_REQUIRE_ONEDNN").is_none(),
+                "GLIMPSE_REQUIRE_ONEDNN is set but {}",
+                describe()
+            );
             eprintln!("skipped: {}", describe());
             return Ok(());
         }
@@ -591,6 +656,26 @@ mod tests {
                 }
             }
         }
+        // Concurrent calls from several threads (as rayon tasks and parallel tests make them)
+        // each get a private scratchpad: with the library's shared one this raced and crashed.
+        let g = Gemm {
+            b_strides: [64, 1],
+            ..Gemm::linear(128, 64, 2304, Elem::Bf16, Elem::Bf16, Elem::F32)
+        };
+        let (a, b) = (values(128 * 2304, 5), values(2304 * 64, 6));
+        let mut want = vec![0f32; 128 * 64];
+        gemm(&g, &a, &b, &mut want, 1)?;
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..20 {
+                        let mut got = vec![0f32; 128 * 64];
+                        gemm(&g, &a, &b, &mut got, 1).unwrap();
+                        assert_eq!(got, want);
+                    }
+                });
+            }
+        });
         // A layout the slices cannot hold is an error, not a read past the end.
         let g = Gemm::linear(4, 4, 4, Elem::Bf16, Elem::Bf16, Elem::F32);
         let mut c = vec![0f32; 16];
