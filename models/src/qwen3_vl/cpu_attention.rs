@@ -16,6 +16,7 @@
 use half::bf16;
 use rayon::prelude::*;
 
+use super::cpu_ops::{exp, to_bf16};
 use super::onednn::{self, Elem, Gemm};
 use crate::{Error, Result};
 
@@ -205,60 +206,9 @@ fn softmax_generic(s: &mut [f32], scale: f32, out: &mut [bf16]) {
     }
 }
 
-/// e^x for x ≤ 0 (softmax arguments), relative error below 2e-7: x = n·ln2 + f with the
-/// reduction in two parts (Cody–Waite) so f keeps its precision for large |x|, e^f for
-/// |f| ≤ ln2/2 by its degree-7 Taylor polynomial, and 2ⁿ put straight into the exponent bits.
-#[inline(always)]
-fn exp(x: f32) -> f32 {
-    const ROUND: f32 = 12_582_912.0; // 1.5·2²³: adding and subtracting it rounds to an integer
-    const LN2_HI: f32 = 0.693_359_4; // ln 2 in 10 significant bits, so n·LN2_HI is exact
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    let x = x.max(-87.0);
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
-    let f = (-n).mul_add(LN2_LO, (-n).mul_add(LN2_HI, x));
-    let p = 1.0
-        + f * (1.0
-            + f * (0.5
-                + f * (1.0 / 6.0
-                    + f * (1.0 / 24.0
-                        + f * (1.0 / 120.0 + f * (1.0 / 720.0 + f * (1.0 / 5040.0)))))));
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
-}
-
-/// Round to nearest even, as `half` does for finite values (probabilities are finite).
-#[inline(always)]
-fn to_bf16(x: f32) -> bf16 {
-    let b = x.to_bits();
-    bf16::from_bits(((b + 0x7fff + ((b >> 16) & 1)) >> 16) as u16)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exp_and_rounding_are_accurate() {
-        for i in 0..=20_000 {
-            let x = -87.0 * i as f32 / 20_000.0;
-            let want = (x as f64).exp();
-            let got = exp(x) as f64;
-            assert!(
-                ((got - want) / want).abs() < 3e-7,
-                "exp({x}) = {got}, want {want}"
-            );
-        }
-        for x in [
-            0.0f32,
-            1.0,
-            0.333_333,
-            1e-30,
-            0.999_999_9,
-            3.140_625,
-            3.148_437_5,
-        ] {
-            assert_eq!(to_bf16(x), bf16::from_f32(x), "{x}");
-        }
-    }
 
     fn values(n: usize, seed: u32, amp: f32) -> Vec<bf16> {
         (0..n)

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod cpu_attention;
 pub mod cpu_mm;
+pub mod cpu_ops;
 pub mod kv_cache;
 pub mod model;
 pub mod moe;

@@ -276,7 +276,7 @@ impl Experts {
             let gu = self.gate_up_proj[e].apply(&xe)?; // (n_e, 2I)
             let gate = gu.narrow(1, 0, self.intermediate)?;
             let up = gu.narrow(1, self.intermediate, self.intermediate)?;
-            let h = (gate.silu()? * up)?; // (n_e, I)
+            let h = super::cpu_ops::silu_mul(&gate, &up)?; // (n_e, I)
             let y = self.down_proj[e].apply(&h)?; // (n_e, D)
                                                   // Weights were renormalised in f32 and are cast to the activation dtype (HF).
             let w = Tensor::new(weights[e].as_slice(), device)?

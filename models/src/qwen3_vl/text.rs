@@ -9,7 +9,7 @@ use super::config::{Config, TextConfig};
 use super::kv_cache::KvCache;
 use super::moe::{ExpertLayout, SparseMoeBlock};
 use super::quant::{Linear, Quant};
-use super::{cpu_attention, cpu_mm};
+use super::{cpu_attention, cpu_mm, cpu_ops};
 use crate::Result;
 
 /// Receives named intermediate tensors during a forward pass, keyed like the parity fixtures
@@ -181,9 +181,9 @@ impl TextMlp {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gate = self.gate_proj.forward(x)?.silu()?;
+        let gate = self.gate_proj.forward(x)?;
         let up = self.up_proj.forward(x)?;
-        self.down_proj.forward(&(gate * up)?)
+        self.down_proj.forward(&cpu_ops::silu_mul(&gate, &up)?)
     }
 }
 

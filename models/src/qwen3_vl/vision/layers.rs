@@ -4,9 +4,9 @@
 use candle_core::{DType, Module, Tensor, D};
 use candle_nn::{Activation, Linear, VarBuilder};
 
-use crate::qwen3_vl::cpu_attention;
 use crate::qwen3_vl::cpu_mm::{self, linear_layer};
 use crate::qwen3_vl::VisionConfig;
+use crate::qwen3_vl::{cpu_attention, cpu_ops};
 use crate::{Error, Result};
 
 /// All four vision LayerNorm kinds use this eps (§3.5, §3.7).
@@ -142,7 +142,11 @@ impl VisionMlp {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let x = self.act_fn.forward(&linear_layer(&self.linear_fc1, x)?)?;
+        let h = linear_layer(&self.linear_fc1, x)?;
+        let x = match self.act_fn {
+            Activation::GeluPytorchTanh => cpu_ops::gelu_tanh(&h)?,
+            act => act.forward(&h)?,
+        };
         linear_layer(&self.linear_fc2, &x)
     }
 }
