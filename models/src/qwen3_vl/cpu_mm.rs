@@ -124,14 +124,32 @@ pub(crate) fn group_offsets(layout: &candle_core::Layout) -> Result<Vec<usize>> 
 }
 
 /// `x` `[m, k]` bf16 times `w` `[n, k]` bf16 → `[m, n]` bf16, through oneDNN.
+///
+/// Many rows are split into one block per rayon thread, each a single-threaded oneDNN call:
+/// oneDNN's own OpenMP threads keep spinning after each call while rayon's and candle's pools
+/// work, and on few cores the three pools took turns stealing time (libgomp spin loops were ~7 %
+/// of a vision encode's samples). Few rows stay one call on OpenMP threads, where splitting would
+/// repeat the weight's packing per block.
 fn gemm_bf16(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    const MIN_ROWS_PER_TASK: usize = 128;
     let (m, k) = x.dims2()?;
     let n = w.dim(0)?;
+    let threads = rayon::current_num_threads();
     let mut out = vec![bf16::ZERO; m * n];
-    let g = onednn::Gemm::linear(m, n, k, Elem::Bf16, Elem::Bf16, Elem::Bf16);
     with_bf16(x, |x| {
         with_bf16(w, |w| {
-            onednn::gemm(&g, x, w, &mut out, rayon::current_num_threads())
+            if threads == 1 || m < MIN_ROWS_PER_TASK * threads {
+                let g = onednn::Gemm::linear(m, n, k, Elem::Bf16, Elem::Bf16, Elem::Bf16);
+                return onednn::gemm(&g, x, w, &mut out, threads);
+            }
+            let rows = m.div_ceil(threads);
+            out.par_chunks_mut(rows * n)
+                .zip(x.par_chunks(rows * k))
+                .try_for_each(|(out, x)| {
+                    let g =
+                        onednn::Gemm::linear(x.len() / k, n, k, Elem::Bf16, Elem::Bf16, Elem::Bf16);
+                    onednn::gemm(&g, x, w, out, 1)
+                })
         })
     })?;
     Ok(Tensor::from_vec(out, (m, n), &Device::Cpu)?)
@@ -252,7 +270,8 @@ mod tests {
         for dtype in [DType::BF16, DType::F16] {
             // k = 70 exercises the vector body and the tail.
             let w = Tensor::randn(0f32, 1.0, (37, 70), &dev)?.to_dtype(dtype)?;
-            for rows in [1usize, 3, 9] {
+            // 300 rows: the oneDNN path splits them into one block per thread.
+            for rows in [1usize, 3, 9, 300] {
                 let x = Tensor::randn(0f32, 1.0, (1, rows, 70), &dev)?.to_dtype(dtype)?;
                 let want = x
                     .to_dtype(DType::F32)?
