@@ -44,6 +44,107 @@ pub fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     map(gate, Some(up), |g, u| round_bf16(g / (1.0 + exp(-g))) * u)
 }
 
+/// LayerNorm over the last dimension of a bf16 tensor, two-pass (mean, then the variance of the
+/// centred values) in f32 with the affine in f32 and one rounding — torch's bf16 kernel, and the
+/// eight separate tensor passes of the portable path (vision/layers.rs) fused into one per row.
+/// None when the fast path does not apply (not bf16 on the CPU).
+pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -> Result<Option<Tensor>> {
+    if !fast_path(x) {
+        return Ok(None);
+    }
+    let d = x.dim(candle_core::D::Minus1)?;
+    let w: Vec<f32> = weight.to_dtype(DType::F32)?.to_vec1()?;
+    let b: Vec<f32> = bias.to_dtype(DType::F32)?.to_vec1()?;
+    if w.len() != d || b.len() != d {
+        return Err(candle_core::Error::Msg(format!(
+            "layer norm of width {d} with {} weights and {} biases",
+            w.len(),
+            b.len()
+        ))
+        .into());
+    }
+    let mut out = vec![bf16::ZERO; x.elem_count()];
+    with_bf16(x, |xs| {
+        let rows_per_task = (CHUNK / d.max(1)).max(1);
+        out.par_chunks_mut(rows_per_task * d)
+            .zip(xs.par_chunks(rows_per_task * d))
+            .for_each(|(o, x)| {
+                let mut row = vec![0f32; d];
+                for (o, x) in o.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
+                    norm_row(x, &w, &b, eps, &mut row, o);
+                }
+            });
+        Ok(())
+    })?;
+    Ok(Some(Tensor::from_vec(out, x.dims(), x.device())?))
+}
+
+fn norm_row(x: &[bf16], w: &[f32], b: &[f32], eps: f32, row: &mut [f32], out: &mut [bf16]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the feature was detected at run time.
+            return unsafe { norm_row_avx512(x, w, b, eps, row, out) };
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: as above.
+            return unsafe { norm_row_avx2(x, w, b, eps, row, out) };
+        }
+    }
+    norm_row_generic(x, w, b, eps, row, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+unsafe fn norm_row_avx512(
+    x: &[bf16],
+    w: &[f32],
+    b: &[f32],
+    eps: f32,
+    row: &mut [f32],
+    out: &mut [bf16],
+) {
+    norm_row_generic(x, w, b, eps, row, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn norm_row_avx2(
+    x: &[bf16],
+    w: &[f32],
+    b: &[f32],
+    eps: f32,
+    row: &mut [f32],
+    out: &mut [bf16],
+) {
+    norm_row_generic(x, w, b, eps, row, out)
+}
+
+#[inline(always)]
+fn norm_row_generic(x: &[bf16], w: &[f32], b: &[f32], eps: f32, row: &mut [f32], out: &mut [bf16]) {
+    const L: usize = 16;
+    let d = x.len();
+    for (r, &v) in row.iter_mut().zip(x) {
+        *r = f32::from_bits((v.to_bits() as u32) << 16);
+    }
+    let lane_sum = |row: &[f32], f: &dyn Fn(f32) -> f32| -> f32 {
+        let mut acc = [0f32; L];
+        let split = row.len() / L * L;
+        for c in row[..split].chunks_exact(L) {
+            for l in 0..L {
+                acc[l] += f(c[l]);
+            }
+        }
+        acc.iter().sum::<f32>() + row[split..].iter().map(|&v| f(v)).sum::<f32>()
+    };
+    let mean = lane_sum(row, &|v| v) / d as f32;
+    let var = lane_sum(row, &|v| (v - mean) * (v - mean)) / d as f32;
+    let inv = 1.0 / (var + eps).sqrt();
+    for (((o, &r), &w), &b) in out.iter_mut().zip(row.iter()).zip(w).zip(b) {
+        *o = to_bf16(((r - mean) * inv).mul_add(w, b));
+    }
+}
+
 /// `f(x[i], y[i])` over bf16 tensors of one shape, in f32 arithmetic, rounded once.
 fn map(x: &Tensor, y: Option<&Tensor>, f: fn(f32, f32) -> f32) -> Result<Tensor> {
     let mut out = vec![bf16::ZERO; x.elem_count()];
@@ -207,6 +308,43 @@ mod tests {
                 silu[i]
             );
         }
+        // LayerNorm against f64 on rows with a large mean (where E[x²] − mean² would cancel).
+        let d = 300;
+        let rows: Vec<f32> = (0..4 * d)
+            .map(|i| 100.0 + ((i * 37) % 101) as f32 / 50.0)
+            .collect();
+        let xr = Tensor::from_vec(rows, (4, d), &Device::Cpu)?.to_dtype(DType::BF16)?;
+        let w = Tensor::from_vec(
+            (0..d)
+                .map(|i| 0.5 + i as f32 / d as f32)
+                .collect::<Vec<_>>(),
+            d,
+            &Device::Cpu,
+        )?;
+        let b = Tensor::from_vec(
+            (0..d).map(|i| i as f32 / 1000.0).collect::<Vec<_>>(),
+            d,
+            &Device::Cpu,
+        )?;
+        let got: Vec<Vec<f32>> = layer_norm(&xr, &w.to_dtype(DType::BF16)?, &b, 1e-6)?
+            .expect("bf16 on the CPU")
+            .to_dtype(DType::F32)?
+            .to_vec2()?;
+        let xq: Vec<Vec<f64>> = xr.to_dtype(DType::F64)?.to_vec2()?;
+        let wq: Vec<f64> = w.to_dtype(DType::BF16)?.to_dtype(DType::F64)?.to_vec1()?;
+        for (row, want_row) in got.iter().zip(&xq) {
+            let mean = want_row.iter().sum::<f64>() / d as f64;
+            let var = want_row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / d as f64;
+            for j in 0..d {
+                let want = (want_row[j] - mean) / (var + 1e-6).sqrt() * wq[j] + j as f64 / 1000.0;
+                assert!(
+                    (row[j] as f64 - want).abs() <= 1e-2 * want.abs() + 1e-3,
+                    "{} vs {want}",
+                    row[j]
+                );
+            }
+        }
+        assert!(layer_norm(&xr.to_dtype(DType::F32)?, &w, &b, 1e-6)?.is_none());
         // f32 (and any non-bf16) input takes candle's own path, exactly.
         let xf = x.to_dtype(DType::F32)?;
         let same: f32 = (gelu_tanh(&xf)? - xf.gelu()?)?
