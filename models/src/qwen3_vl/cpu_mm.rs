@@ -61,6 +61,12 @@ pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let rows = x.elem_count() / k.max(1);
     let x2 = x.reshape((rows, k))?;
     let out_dim = w.dim(0)?;
+    // Both weight layouts are read where they lie (the MoE experts of hub checkpoints are
+    // stored [in, out]): a copy here would move the whole weight per call.
+    let w = &match weight_layout(w) {
+        Some(_) => w.clone(),
+        None => w.contiguous()?,
+    };
     let y = if rows <= GEMV_MAX_ROWS && w.dtype() == DType::BF16 {
         gemv_bf16(&x2, w)?
     } else if x.dtype() == DType::BF16 && w.dtype() == DType::BF16 && onednn::available() {
@@ -135,21 +141,24 @@ fn gemm_bf16(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let (m, k) = x.dims2()?;
     let n = w.dim(0)?;
     let threads = rayon::current_num_threads();
+    let b_strides = match weight_layout(w) {
+        Some(WeightLayout::Cols) => [n, 1],
+        _ => [1, k],
+    };
+    let plan = |m| onednn::Gemm {
+        b_strides,
+        ..onednn::Gemm::linear(m, n, k, Elem::Bf16, Elem::Bf16, Elem::Bf16)
+    };
     let mut out = vec![bf16::ZERO; m * n];
     with_bf16(x, |x| {
-        with_bf16(w, |w| {
+        with_weight(w, |w| {
             if threads == 1 || m < MIN_ROWS_PER_TASK * threads {
-                let g = onednn::Gemm::linear(m, n, k, Elem::Bf16, Elem::Bf16, Elem::Bf16);
-                return onednn::gemm(&g, x, w, &mut out, threads);
+                return onednn::gemm(&plan(m), x, w, &mut out, threads);
             }
             let rows = m.div_ceil(threads);
             out.par_chunks_mut(rows * n)
                 .zip(x.par_chunks(rows * k))
-                .try_for_each(|(out, x)| {
-                    let g =
-                        onednn::Gemm::linear(x.len() / k, n, k, Elem::Bf16, Elem::Bf16, Elem::Bf16);
-                    onednn::gemm(&g, x, w, out, 1)
-                })
+                .try_for_each(|(out, x)| onednn::gemm(&plan(x.len() / k), x, w, out, 1))
         })
     })?;
     Ok(Tensor::from_vec(out, (m, n), &Device::Cpu)?)
@@ -165,35 +174,129 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     Ok(a.matmul(b)?)
 }
 
-/// `x` `[m, k]` (any float dtype) times `w` `[n, k]` bf16 → `[m, n]` f32.
+/// How a `[n, k]` weight view lies in its storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WeightLayout {
+    /// `[n, k]` row-major (a `Linear` weight as stored).
+    Rows,
+    /// Stored `[k, n]` row-major; the view is its transpose.
+    Cols,
+}
+
+fn weight_layout(w: &Tensor) -> Option<WeightLayout> {
+    let (dims, st) = (w.dims(), w.layout().stride());
+    match (dims, st) {
+        (&[_, k], &[sk, 1]) if sk == k => Some(WeightLayout::Rows),
+        (&[n, _], &[1, sn]) if sn == n => Some(WeightLayout::Cols),
+        _ if w.is_contiguous() => Some(WeightLayout::Rows),
+        _ => None,
+    }
+}
+
+/// The `n·k` bf16 elements of a weight in either [`WeightLayout`], without copying.
+fn with_weight<R>(w: &Tensor, f: impl FnOnce(&[bf16]) -> Result<R>) -> Result<R> {
+    let len = w.elem_count();
+    with_bf16_view(w, |data, layout| {
+        let start = layout.start_offset();
+        f(&data[start..start + len])
+    })
+}
+
+/// `x` `[m, k]` (any float dtype) times `w` `[n, k]` bf16 (either layout) → `[m, n]` f32.
 fn gemv_bf16(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let (m, k) = x.dims2()?;
     let n = w.dim(0)?;
     let x: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-    let w = w.contiguous()?;
-    let (storage, layout) = w.storage_and_layout();
-    let Storage::Cpu(CpuStorage::BF16(data)) = &*storage else {
-        unreachable!("checked: a bf16 tensor on the CPU");
-    };
-    let start = layout.start_offset();
-    let w = &data[start..start + n * k];
+    let layout = weight_layout(w).expect("linear() passes a dense layout");
     let avx2 = avx2_available();
-    // Computed transposed ([n, m], each task a run of weight rows), then turned around.
+    // Computed transposed ([n, m], each task a run of output columns), then turned around.
     let mut out_t = vec![0f32; n * m];
-    out_t
-        .par_chunks_mut(GEMV_CHUNK * m)
-        .enumerate()
-        .for_each(|(c, chunk)| {
-            for (r, outs) in chunk.chunks_mut(m).enumerate() {
-                let j = c * GEMV_CHUNK + r;
-                let row = &w[j * k..(j + 1) * k];
-                for (i, o) in outs.iter_mut().enumerate() {
-                    *o = dot(&x[i * k..(i + 1) * k], row, avx2);
-                }
+    with_weight(w, |w| {
+        match layout {
+            WeightLayout::Rows => {
+                out_t
+                    .par_chunks_mut(GEMV_CHUNK * m)
+                    .enumerate()
+                    .for_each(|(c, chunk)| {
+                        for (r, outs) in chunk.chunks_mut(m).enumerate() {
+                            let j = c * GEMV_CHUNK + r;
+                            let row = &w[j * k..(j + 1) * k];
+                            for (i, o) in outs.iter_mut().enumerate() {
+                                *o = dot(&x[i * k..(i + 1) * k], row, avx2);
+                            }
+                        }
+                    })
             }
-        });
+            // Stored [k, n]: each task sweeps every weight row over its own column block.
+            WeightLayout::Cols => {
+                out_t
+                    .par_chunks_mut(COLS_CHUNK * m)
+                    .enumerate()
+                    .for_each(|(c, chunk)| {
+                        let cols = Cols {
+                            m,
+                            k,
+                            n,
+                            j0: c * COLS_CHUNK,
+                        };
+                        axpy_block(&x, w, cols, chunk, avx2)
+                    })
+            }
+        }
+        Ok(())
+    })?;
     let y = Tensor::from_vec(out_t, (n, m), &Device::Cpu)?;
     Ok(y.t()?.contiguous()?)
+}
+
+/// Output columns per task in the `[k, n]`-layout GEMV.
+const COLS_CHUNK: usize = 128;
+
+/// One task of the `[k, n]`-layout GEMV: `m` rows of x, weight `[k, n]`, columns from `j0`.
+#[derive(Clone, Copy)]
+struct Cols {
+    m: usize,
+    k: usize,
+    n: usize,
+    j0: usize,
+}
+
+/// `out_t[c·m + r] = Σ_i x[r, i] · w[i, j0 + c]` for the block's columns.
+fn axpy_block(x: &[f32], w: &[bf16], b: Cols, out_t: &mut [f32], avx2: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        // SAFETY: the features were detected at run time.
+        return unsafe { axpy_block_avx2(x, w, b, out_t) };
+    }
+    let _ = avx2;
+    axpy_block_generic(x, w, b, out_t)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn axpy_block_avx2(x: &[f32], w: &[bf16], b: Cols, out_t: &mut [f32]) {
+    axpy_block_generic(x, w, b, out_t)
+}
+
+#[inline(always)]
+fn axpy_block_generic(x: &[f32], w: &[bf16], b: Cols, out_t: &mut [f32]) {
+    let Cols { m, k, n, j0 } = b;
+    let cols = out_t.len() / m;
+    let mut acc = [[0f32; COLS_CHUNK]; GEMV_MAX_ROWS];
+    for i in 0..k {
+        let row = &w[i * n + j0..i * n + j0 + cols];
+        for (r, acc) in acc.iter_mut().enumerate().take(m) {
+            let xi = x[r * k + i];
+            for (a, &wv) in acc.iter_mut().zip(row) {
+                *a += xi * f32::from_bits((wv.to_bits() as u32) << 16);
+            }
+        }
+    }
+    for c in 0..cols {
+        for (r, acc) in acc.iter().enumerate().take(m) {
+            out_t[c * m + r] = acc[c];
+        }
+    }
 }
 
 fn avx2_available() -> bool {
@@ -282,6 +385,16 @@ mod tests {
                 let err = max_rel(&got, &want);
                 assert!(err < 1e-2, "{dtype:?} rows {rows}: {err}");
             }
+        }
+        // A weight stored [in, out] (the MoE experts' hub layout) read through its transpose,
+        // on every path, equals the same product from a contiguous copy.
+        for rows in [1usize, 4, 9, 300] {
+            let w_in_out = Tensor::randn(0f32, 1.0, (70, 300), &dev)?.to_dtype(DType::BF16)?;
+            let w = w_in_out.t()?; // [300, 70], strides (1, 300)
+            let x = Tensor::randn(0f32, 1.0, (rows, 70), &dev)?.to_dtype(DType::BF16)?;
+            let want = linear(&x, &w.contiguous()?)?;
+            let got = linear(&x, &w)?;
+            assert!(max_rel(&got, &want) < 1e-2, "rows {rows}");
         }
         // f32 takes candle's own path, exactly.
         let w = Tensor::randn(0f32, 1.0, (5, 8), &dev)?;
