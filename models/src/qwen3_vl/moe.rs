@@ -145,7 +145,8 @@ impl ExpertMat {
         if quant == Quant::None {
             return Ok(Self::Dense(w_in_out));
         }
-        let lin = Linear::from_weight(w_in_out.t()?.contiguous()?, quant)?;
+        // Quantized straight from the transposed view, a few rows at a time (no [out, in] copy).
+        let lin = Linear::from_weight(w_in_out.t()?, quant)?;
         Ok(match lin.dense_weight() {
             // Width not a multiple of the block: keep the view as loaded (no copy kept).
             Some(_) => Self::Dense(w_in_out),
@@ -200,7 +201,7 @@ impl Experts {
         let (gate_up, down, chosen) = match *layout {
             Some(l) => (
                 vb.get(l.gate_up_shape(e, d, i).to_vec(), "gate_up_proj")?,
-                vb.get(l.down_shape(e, d, i).to_vec(), "down_proj")?,
+                None,
                 l,
             ),
             None => {
@@ -221,21 +222,33 @@ impl Experts {
                     vb.get(l.down_shape(e, d, i).to_vec(), "down_proj")?;
                 }
                 *layout = Some(l);
-                (gate_up, down, l)
+                (gate_up, Some(down), l)
             }
         };
-        let mut gate_up_proj = Vec::with_capacity(e);
-        let mut down_proj = Vec::with_capacity(e);
-        for ex in 0..e {
-            let (gu, dn) = (gate_up.get(ex)?, down.get(ex)?);
-            let (gu, dn) = match chosen {
-                ExpertLayout::Hub => (gu, dn),
-                // A transposed view: candle's matmul reads it through strides, no copy.
-                ExpertLayout::Linear => (gu.t()?, dn.t()?),
-            };
-            gate_up_proj.push(ExpertMat::new(gu, quant)?);
-            down_proj.push(ExpertMat::new(dn, quant)?);
-        }
+        // Each expert's matrices, as views of the fused tensor (dense: kept, no copy) or
+        // quantized from them. Quantized, the fused full-precision tensors are transient and
+        // are held one at a time: `down_proj` is read (again, in the first layer) only once the
+        // gate/up projections are quantized and their fused tensor is gone.
+        let split = |fused: Tensor| -> Result<Vec<ExpertMat>> {
+            (0..e)
+                .map(|ex| {
+                    let w = fused.get(ex)?;
+                    let w = match chosen {
+                        ExpertLayout::Hub => w,
+                        // A transposed view: candle's matmul reads it through strides, no copy.
+                        ExpertLayout::Linear => w.t()?,
+                    };
+                    ExpertMat::new(w, quant)
+                })
+                .collect()
+        };
+        let down = down.filter(|_| quant == Quant::None);
+        let gate_up_proj = split(gate_up)?;
+        let down = match down {
+            Some(t) => t,
+            None => vb.get(chosen.down_shape(e, d, i).to_vec(), "down_proj")?,
+        };
+        let down_proj = split(down)?;
         Ok(Self {
             gate_up_proj,
             down_proj,

@@ -6,7 +6,8 @@
 //! Q4_K) cannot be quantized; that layer stays unquantized and says so through
 //! [`Linear::is_quantized`].
 
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::quantized::k_quants::{BlockQ4K, BlockQ8_0, GgmlType};
+use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{DType, Module, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
@@ -82,8 +83,16 @@ impl Linear {
         let in_dim = weight.dim(1)?;
         match quant.ggml() {
             Some(g) if in_dim.is_multiple_of(g.block_size()) => {
-                // Quantizing reads f32 rows; the f32 copy lives only for this call.
-                let q = QTensor::quantize(&weight.to_dtype(DType::F32)?.contiguous()?, g)?;
+                let q = if weight.device().is_cpu() {
+                    if quant == Quant::Q4K {
+                        quantize_rows::<BlockQ4K>(&weight)?
+                    } else {
+                        quantize_rows::<BlockQ8_0>(&weight)?
+                    }
+                } else {
+                    // The device kernels quantize from a whole f32 tensor in device memory.
+                    QTensor::quantize(&weight.to_dtype(DType::F32)?.contiguous()?, g)?
+                };
                 Ok(Self::Quantized(QMatMul::from_qtensor(q)?))
             }
             _ => Ok(Self::Dense(candle_nn::Linear::new(weight, None))),
@@ -113,6 +122,35 @@ impl Linear {
             }
         }
     }
+}
+
+/// f32 elements widened at a time while quantizing: a bounded scratch instead of an f32 copy
+/// of the whole weight (which, for a 150k-row lm_head, is twice the bf16 weight itself).
+const QUANT_CHUNK_ELEMS: usize = 1 << 20;
+
+/// Quantizes `weight` `[out, in]` (any layout, `in` a multiple of `B`'s block) a few rows at a
+/// time into one block buffer that becomes the tensor's storage. Blocks never straddle rows,
+/// so the blocks are exactly those `QTensor::quantize` makes from the whole f32 tensor.
+fn quantize_rows<B: GgmlType + Send + Sync + 'static>(weight: &Tensor) -> Result<QTensor> {
+    let (rows, cols) = weight.dims2()?;
+    let blocks_per_row = cols / B::BLCK_SIZE;
+    let mut blocks = vec![B::zeros(); rows * blocks_per_row];
+    let step = (QUANT_CHUNK_ELEMS / cols).max(1);
+    let mut r = 0;
+    while r < rows {
+        let n = step.min(rows - r);
+        let chunk = weight
+            .narrow(0, r, n)?
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        B::from_float(
+            &chunk,
+            &mut blocks[r * blocks_per_row..(r + n) * blocks_per_row],
+        );
+        r += n;
+    }
+    Ok(QTensor::new(QStorage::Cpu(Box::new(blocks)), (rows, cols))?)
 }
 
 #[cfg(test)]
@@ -172,6 +210,28 @@ mod tests {
         let w = Tensor::randn(0f32, 0.05, (8, 288), &dev)?;
         assert!(Linear::from_weight(w.clone(), Quant::Q8_0)?.is_quantized());
         assert!(!Linear::from_weight(w, Quant::Q4K)?.is_quantized());
+        Ok(())
+    }
+
+    /// Row-chunked quantization makes the very blocks candle makes from the whole f32 tensor,
+    /// also across chunk boundaries, for bf16 weights and transposed views.
+    #[test]
+    fn chunked_quantization_matches_whole() -> Result<()> {
+        let dev = Device::Cpu;
+        // 4100 rows of 512: more than one chunk, with a partial last one.
+        let w = Tensor::randn(0f32, 0.05, (4100, 512), &dev)?.to_dtype(DType::BF16)?;
+        for g in [GgmlDType::Q8_0, GgmlDType::Q4K] {
+            let whole = QTensor::quantize(&w.to_dtype(DType::F32)?, g)?;
+            let chunked = match g {
+                GgmlDType::Q8_0 => quantize_rows::<BlockQ8_0>(&w)?,
+                _ => quantize_rows::<BlockQ4K>(&w)?,
+            };
+            assert_eq!(chunked.shape(), whole.shape());
+            assert!(chunked.data()? == whole.data()?, "{g:?} blocks differ");
+        }
+        let wt = Tensor::randn(0f32, 0.05, (512, 96), &dev)?.t()?;
+        let whole = QTensor::quantize(&wt.contiguous()?, GgmlDType::Q8_0)?;
+        assert!(quantize_rows::<BlockQ8_0>(&wt)?.data()? == whole.data()?);
         Ok(())
     }
 
