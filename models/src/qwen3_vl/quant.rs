@@ -6,9 +6,12 @@
 //! Q4_K) cannot be quantized; that layer stays unquantized and says so through
 //! [`Linear::is_quantized`].
 
-use candle_core::quantized::k_quants::{BlockQ4K, BlockQ8_0, GgmlType};
-use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
-use candle_core::{DType, Module, Tensor};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use candle_core::quantized::k_quants::{self, BlockQ4K, BlockQ8_0, GgmlType};
+use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor, QuantizedType};
+use candle_core::{CpuStorage, DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
@@ -69,7 +72,9 @@ impl Quant {
 #[derive(Debug, Clone)]
 pub enum Linear {
     Dense(candle_nn::Linear),
-    Quantized(QMatMul),
+    /// Consecutive row blocks of the weight (one for most layers; see [`SPLIT_ELEMS`]), whose
+    /// products are concatenated.
+    Quantized(Vec<QMatMul>),
 }
 
 impl Linear {
@@ -83,19 +88,35 @@ impl Linear {
         let in_dim = weight.dim(1)?;
         match quant.ggml() {
             Some(g) if in_dim.is_multiple_of(g.block_size()) => {
-                let q = if weight.device().is_cpu() {
-                    if quant == Quant::Q4K {
-                        quantize_rows::<BlockQ4K>(&weight)?
-                    } else {
-                        quantize_rows::<BlockQ8_0>(&weight)?
-                    }
-                } else {
+                if !weight.device().is_cpu() {
                     // The device kernels quantize from a whole f32 tensor in device memory.
-                    QTensor::quantize(&weight.to_dtype(DType::F32)?.contiguous()?, g)?
-                };
-                Ok(Self::Quantized(QMatMul::from_qtensor(q)?))
+                    let q = QTensor::quantize(&weight.to_dtype(DType::F32)?.contiguous()?, g)?;
+                    return Ok(Self::Quantized(vec![QMatMul::from_qtensor(q)?]));
+                }
+                if quant == Quant::Q4K {
+                    cpu_quantized::<BlockQ4K>(&weight)
+                } else {
+                    cpu_quantized::<BlockQ8_0>(&weight)
+                }
             }
             _ => Ok(Self::Dense(candle_nn::Linear::new(weight, None))),
+        }
+    }
+
+    /// Bytes of the quantized blocks this layer still holds (0 once candle's repacked tiles
+    /// replaced them; the tiles are candle's and not counted). `None` if dense.
+    pub fn held_block_bytes(&self) -> Option<usize> {
+        match self {
+            Self::Quantized(parts) => Some(
+                parts
+                    .iter()
+                    .map(|q| match q {
+                        QMatMul::QTensor(t) => t.storage_size_in_bytes(),
+                        QMatMul::Tensor(_) | QMatMul::TensorF16(_) => 0,
+                    })
+                    .sum(),
+            ),
+            Self::Dense(_) => None,
         }
     }
 
@@ -115,12 +136,188 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             Self::Dense(l) => super::cpu_mm::linear_layer(l, x),
-            Self::Quantized(q) => {
+            Self::Quantized(parts) => {
                 let dtype = x.dtype();
-                let y = q.forward(&x.to_dtype(DType::F32)?.contiguous()?)?;
+                let x = x.to_dtype(DType::F32)?.contiguous()?;
+                let y = match parts.as_slice() {
+                    [one] => one.forward(&x)?,
+                    many => {
+                        let ys = many
+                            .iter()
+                            .map(|q| q.forward(&x))
+                            .collect::<candle_core::Result<Vec<_>>>()?;
+                        Tensor::cat(&ys, candle_core::D::Minus1)?
+                    }
+                };
                 Ok(y.to_dtype(dtype)?)
             }
         }
+    }
+}
+
+/// A quantized CPU layer whose blocks are let go once candle has repacked them.
+///
+/// On x86 CPUs with AVX2/AVX-512-VNNI, candle (0.11) repacks Q8_0/Q4_K weights into its own
+/// tiles on their first product and keeps both, so every quantized weight was held twice while
+/// decoding. The layer is run once here, on a zero row (and on 32 rows where the CPU has AMX,
+/// whose kernels keep tiles of their own); if no product reached the blocks' own kernel, the
+/// tiles serve every later product and the blocks are released.
+fn cpu_quantized<B: GgmlType + Send + Sync + 'static>(weight: &Tensor) -> Result<Linear> {
+    cpu_quantized_parts::<B>(weight, SPLIT_ELEMS)
+}
+
+/// Weights larger than this many elements are quantized (and repacked) as several row blocks,
+/// so the blocks and candle's tiles of only one block are held at once while loading (the
+/// 150k-row lm_head is 10–20% of a small model). Products are identical: every output column
+/// is computed from its own row either way (with the same kernel when the row count is a
+/// multiple of 16, as every released vocabulary is).
+const SPLIT_ELEMS: usize = 64 << 20;
+
+/// Row blocks a multiple of this many rows keep candle's 16-row tiles whole.
+const SPLIT_ROW_MULTIPLE: usize = 16;
+
+fn cpu_quantized_parts<B: GgmlType + Send + Sync + 'static>(
+    weight: &Tensor,
+    split_elems: usize,
+) -> Result<Linear> {
+    let (rows, cols) = weight.dims2()?;
+    let part_rows = if rows * cols <= split_elems {
+        rows
+    } else {
+        (split_elems / cols / SPLIT_ROW_MULTIPLE).max(1) * SPLIT_ROW_MULTIPLE
+    };
+    let mut parts = Vec::with_capacity(rows.div_ceil(part_rows));
+    let mut r = 0;
+    while r < rows {
+        let n = part_rows.min(rows - r);
+        parts.push(cpu_quantized_part::<B>(&weight.narrow(0, r, n)?)?);
+        r += n;
+    }
+    Ok(Linear::Quantized(parts))
+}
+
+fn cpu_quantized_part<B: GgmlType + Send + Sync + 'static>(weight: &Tensor) -> Result<QMatMul> {
+    let (rows, cols) = weight.dims2()?;
+    let blocks = Arc::new(Blocks {
+        data: RwLock::new(quantize_rows::<B>(weight)?),
+        used: AtomicBool::new(false),
+    });
+    let storage = QStorage::Cpu(Box::new(SharedBlocks(blocks.clone())));
+    let q = QMatMul::from_qtensor(QTensor::new(storage, (rows, cols))?)?;
+    if cfg!(target_arch = "x86_64") {
+        let mut warm = vec![1];
+        if cpu_has_amx() {
+            warm.push(32);
+        }
+        for m in warm {
+            q.forward(&Tensor::zeros((m, cols), DType::F32, &Device::Cpu)?)?;
+        }
+        if !blocks.used.load(Ordering::SeqCst) {
+            let mut data = blocks.data.write().map_err(|_| poisoned())?;
+            *data = Vec::new();
+        }
+    }
+    Ok(q)
+}
+
+/// AMX tiles and AMX-INT8 (CPUID leaf 7, EDX bits 24 and 25), as candle checks them.
+fn cpu_has_amx() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[allow(unused_unsafe)]
+        // SAFETY: CPUID leaf 7 exists on every x86_64 CPU that runs this code.
+        let info = unsafe { std::arch::x86_64::__cpuid_count(7, 0) };
+        info.edx & (1 << 25) != 0 && info.edx & (1 << 24) != 0
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+fn poisoned() -> Error {
+    Error::from(candle_core::Error::Msg(
+        "quantized weights: a thread panicked while holding them".into(),
+    ))
+}
+
+/// Quantized blocks, and whether candle's own block kernels ever read them.
+struct Blocks<B> {
+    data: RwLock<Vec<B>>,
+    used: AtomicBool,
+}
+
+struct SharedBlocks<B>(Arc<Blocks<B>>);
+
+impl<B: GgmlType + Send + Sync> SharedBlocks<B> {
+    /// The blocks for a kernel that reads them; an error once they were released (no path
+    /// reaches here after the warm-up found the tiles in use).
+    fn read(&self) -> candle_core::Result<std::sync::RwLockReadGuard<'_, Vec<B>>> {
+        self.0.used.store(true, Ordering::SeqCst);
+        let data = self
+            .0
+            .data
+            .read()
+            .map_err(|_| candle_core::Error::Msg("quantized weights poisoned".into()))?;
+        if data.is_empty() {
+            candle_core::bail!("quantized weights were released after candle repacked them");
+        }
+        Ok(data)
+    }
+}
+
+impl<B: GgmlType + Send + Sync> QuantizedType for SharedBlocks<B> {
+    fn dtype(&self) -> GgmlDType {
+        B::DTYPE
+    }
+    fn matmul_t(
+        &self,
+        mkn: (usize, usize, usize),
+        lhs: &[f32],
+        dst: &mut [f32],
+    ) -> candle_core::Result<()> {
+        k_quants::matmul(mkn, lhs, &self.read()?, dst)
+    }
+    fn matmul_t_f16(
+        &self,
+        mkn: (usize, usize, usize),
+        lhs: &[half::f16],
+        dst: &mut [half::f16],
+    ) -> candle_core::Result<()> {
+        k_quants::matmul_f16(mkn, lhs, &self.read()?, dst)
+    }
+    fn embedding(&self, ids: &[u32], rows: usize, hidden: usize) -> candle_core::Result<CpuStorage> {
+        QuantizedType::embedding(&*self.read()?, ids, rows, hidden)
+    }
+    fn dequantize(&self, elem_count: usize) -> candle_core::Result<CpuStorage> {
+        self.read()?.dequantize(elem_count)
+    }
+    fn storage_size_in_bytes(&self) -> usize {
+        self.size()
+    }
+    /// Candle's repacking reads the blocks through this pointer (while they are held).
+    fn as_ptr(&self) -> *const u8 {
+        self.0
+            .data
+            .read()
+            .map_or(std::ptr::null(), |d| d.as_ptr().cast())
+    }
+    fn block_size(&self) -> usize {
+        B::BLCK_SIZE
+    }
+    fn from_float(&mut self, xs: &[f32]) {
+        if let Ok(mut d) = self.0.data.write() {
+            B::from_float(xs, &mut d);
+        }
+    }
+    fn from_float_imatrix(&mut self, xs: &[f32], imatrix_weights: &[f32], n_per_row: usize) {
+        if let Ok(mut d) = self.0.data.write() {
+            B::from_float_imatrix(xs, &mut d, imatrix_weights, n_per_row);
+        }
+    }
+    fn size(&self) -> usize {
+        self.0
+            .data
+            .read()
+            .map_or(0, |d| d.len() * std::mem::size_of::<B>())
     }
 }
 
@@ -131,7 +328,7 @@ const QUANT_CHUNK_ELEMS: usize = 1 << 20;
 /// Quantizes `weight` `[out, in]` (any layout, `in` a multiple of `B`'s block) a few rows at a
 /// time into one block buffer that becomes the tensor's storage. Blocks never straddle rows,
 /// so the blocks are exactly those `QTensor::quantize` makes from the whole f32 tensor.
-fn quantize_rows<B: GgmlType + Send + Sync + 'static>(weight: &Tensor) -> Result<QTensor> {
+fn quantize_rows<B: GgmlType>(weight: &Tensor) -> Result<Vec<B>> {
     let (rows, cols) = weight.dims2()?;
     let blocks_per_row = cols / B::BLCK_SIZE;
     let mut blocks = vec![B::zeros(); rows * blocks_per_row];
@@ -150,7 +347,7 @@ fn quantize_rows<B: GgmlType + Send + Sync + 'static>(weight: &Tensor) -> Result
         );
         r += n;
     }
-    Ok(QTensor::new(QStorage::Cpu(Box::new(blocks)), (rows, cols))?)
+    Ok(blocks)
 }
 
 #[cfg(test)]
@@ -223,16 +420,90 @@ mod tests {
         for g in [GgmlDType::Q8_0, GgmlDType::Q4K] {
             let whole = QTensor::quantize(&w.to_dtype(DType::F32)?, g)?;
             let chunked = match g {
-                GgmlDType::Q8_0 => quantize_rows::<BlockQ8_0>(&w)?,
-                _ => quantize_rows::<BlockQ4K>(&w)?,
+                GgmlDType::Q8_0 => as_bytes(&quantize_rows::<BlockQ8_0>(&w)?),
+                _ => as_bytes(&quantize_rows::<BlockQ4K>(&w)?),
             };
-            assert_eq!(chunked.shape(), whole.shape());
-            assert!(chunked.data()? == whole.data()?, "{g:?} blocks differ");
+            assert!(chunked == whole.data()?.to_vec(), "{g:?} blocks differ");
         }
         let wt = Tensor::randn(0f32, 0.05, (512, 96), &dev)?.t()?;
         let whole = QTensor::quantize(&wt.contiguous()?, GgmlDType::Q8_0)?;
-        assert!(quantize_rows::<BlockQ8_0>(&wt)?.data()? == whole.data()?);
+        assert!(as_bytes(&quantize_rows::<BlockQ8_0>(&wt)?) == whole.data()?.to_vec());
         Ok(())
+    }
+
+    /// Releasing the blocks after candle repacked them changes no product (all go through the
+    /// tiles, bit for bit as a plain QMatMul); a width candle does not repack keeps its blocks.
+    #[test]
+    fn released_blocks_change_no_product() -> Result<()> {
+        let dev = Device::Cpu;
+        for (quant, g, out, inp) in [
+            (Quant::Q8_0, GgmlDType::Q8_0, 48, 512),
+            (Quant::Q4K, GgmlDType::Q4K, 32, 512),
+            // 288 is no multiple of 256: candle 0.11 does not repack it.
+            (Quant::Q8_0, GgmlDType::Q8_0, 16, 288),
+        ] {
+            let w = Tensor::randn(0f32, 0.05, (out, inp), &dev)?;
+            let ours = Linear::from_weight(w.clone(), quant)?;
+            let plain = QMatMul::from_qtensor(QTensor::quantize(&w, g)?)?;
+            for m in [1, 5, 40] {
+                let x = Tensor::randn(0f32, 1.0, (m, inp), &dev)?;
+                let d: f32 = (ours.forward(&x)? - plain.forward(&x)?)?
+                    .abs()?
+                    .max_all()?
+                    .to_scalar()?;
+                assert_eq!(d, 0.0, "{quant:?} {out}x{inp}, {m} rows");
+            }
+            let held = ours.held_block_bytes().expect("quantized");
+            let full = inp / g.block_size() * out * g.type_size();
+            // Where candle repacks depends on the CPU; on AVX-512-VNNI (the machine the numbers
+            // in BENCHMARKS.md come from) both formats are repacked at widths of 256·k.
+            #[cfg(target_arch = "x86_64")]
+            let vnni = std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512vnni");
+            #[cfg(not(target_arch = "x86_64"))]
+            let vnni = false;
+            if vnni {
+                let want = if inp % 256 == 0 { 0 } else { full };
+                assert_eq!(held, want, "{quant:?} {out}x{inp}");
+            } else {
+                assert!(held == 0 || held == full, "{quant:?} {out}x{inp}: {held}");
+            }
+        }
+        Ok(())
+    }
+
+    /// A weight quantized as several row blocks gives the products of one quantized whole
+    /// (rows a multiple of 16, as the vocabularies are: each block takes the same kernel).
+    #[test]
+    fn split_weight_gives_the_same_products() -> Result<()> {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 0.05, (112, 512), &dev)?.to_dtype(DType::BF16)?;
+        let whole = cpu_quantized_parts::<BlockQ8_0>(&w, usize::MAX)?;
+        let split = cpu_quantized_parts::<BlockQ8_0>(&w, 40 * 512)?;
+        match &split {
+            Linear::Quantized(parts) => assert_eq!(parts.len(), 4, "32+32+32+16 rows"),
+            Linear::Dense(_) => panic!("not quantized"),
+        }
+        for m in [1, 7] {
+            let x = Tensor::randn(0f32, 1.0, (1, m, 512), &dev)?.to_dtype(DType::BF16)?;
+            let (a, b) = (whole.forward(&x)?, split.forward(&x)?);
+            assert_eq!(b.dims(), &[1, m, 112]);
+            let d: f32 = (a.to_dtype(DType::F32)? - b.to_dtype(DType::F32)?)?
+                .abs()?
+                .max_all()?
+                .to_scalar()?;
+            assert_eq!(d, 0.0);
+        }
+        Ok(())
+    }
+
+    fn as_bytes<B>(blocks: &[B]) -> Vec<u8> {
+        // SAFETY: ggml blocks are repr(C) plain data; reading their bytes is what candle's
+        // QTensor::data does.
+        unsafe {
+            std::slice::from_raw_parts(blocks.as_ptr().cast::<u8>(), std::mem::size_of_val(blocks))
+        }
+        .to_vec()
     }
 
     #[test]
