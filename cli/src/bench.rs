@@ -11,8 +11,8 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use glimpse_models::engine::{parse_dtype, DeviceKind};
-use glimpse_models::qwen3_vl::synthetic::{Preset, Synthetic};
 use glimpse_models::qwen3_vl::kv_cache::grown_capacity;
+use glimpse_models::qwen3_vl::synthetic::{Preset, Synthetic};
 use glimpse_models::qwen3_vl::{
     get_rope_index, Checkpoint, Config, LogitsFor, NoProbe, Prompt, Quant, Qwen3VLModel,
     VisionTokenIds, VisualInput,
@@ -484,7 +484,11 @@ impl Memory {
     fn report(&self, cfg: &Config, dtype: DType) -> serde_json::Value {
         let mb = |b: f64| b / (1 << 20) as f64;
         let t = &cfg.text;
-        let kv = (2 * t.num_hidden_layers * t.num_key_value_heads * t.head_dim * self.kv_capacity
+        let kv = (2
+            * t.num_hidden_layers
+            * t.num_key_value_heads
+            * t.head_dim
+            * self.kv_capacity
             * dtype.size_in_bytes()) as f64;
         let grown = |kb: Option<u64>| {
             self.before_kb
@@ -604,7 +608,7 @@ fn print_table(r: &serde_json::Value) {
     );
     if !m["decode_peak_growth_mb"].is_null() {
         println!(
-            "{:<34} {:>11.0} MB {:>11.2}× (weights + KV {:.0} MB)",
+            "{:<34} {:>11.0} MB {:>11.2}× (weights + KV {:.1} MB)",
             "decode peak (RSS growth)",
             f(&m["decode_peak_growth_mb"]),
             f(&m["decode_peak_ratio"]),

@@ -13,6 +13,8 @@ use candle_core::quantized::k_quants::{self, BlockQ4K, BlockQ8_0, GgmlType};
 use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor, QuantizedType};
 use candle_core::{CpuStorage, DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
+
+use super::weights::{rows_name, serves_rows};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -79,8 +81,29 @@ pub enum Linear {
 
 impl Linear {
     /// Loads `weight` `[out, in]` from `vb` and quantizes it if `quant` asks and the width allows.
+    ///
+    /// Quantized on the CPU from a checkpoint, the weight is read a part at a time (see
+    /// [`SPLIT_ELEMS`]), so its full-precision copy is never held whole.
     pub fn load(in_dim: usize, out_dim: usize, quant: Quant, vb: VarBuilder) -> Result<Self> {
-        Self::from_weight(vb.get((out_dim, in_dim), "weight")?, quant)
+        let streams = quant.block_size().is_some_and(|b| in_dim.is_multiple_of(b))
+            && vb.device().is_cpu()
+            && serves_rows(&vb, "weight", out_dim);
+        if !streams {
+            return Self::from_weight(vb.get((out_dim, in_dim), "weight")?, quant);
+        }
+        let fetch = |r: usize, n: usize| -> Result<Tensor> {
+            vb.get((n, in_dim), &rows_name("weight", r, r + n))
+                .or_else(|err| {
+                    // A wrong width is reported against the whole tensor, before any read.
+                    vb.get((out_dim, in_dim), "weight").and(Err(err))
+                })
+                .map_err(Error::from)
+        };
+        if quant == Quant::Q4K {
+            cpu_quantized_parts::<BlockQ4K>((out_dim, in_dim), SPLIT_ELEMS, fetch)
+        } else {
+            cpu_quantized_parts::<BlockQ8_0>((out_dim, in_dim), SPLIT_ELEMS, fetch)
+        }
     }
 
     /// `weight` `[out, in]` (any layout).
@@ -163,24 +186,27 @@ impl Linear {
 /// whose kernels keep tiles of their own); if no product reached the blocks' own kernel, the
 /// tiles serve every later product and the blocks are released.
 fn cpu_quantized<B: GgmlType + Send + Sync + 'static>(weight: &Tensor) -> Result<Linear> {
-    cpu_quantized_parts::<B>(weight, SPLIT_ELEMS)
+    cpu_quantized_parts::<B>(weight.dims2()?, SPLIT_ELEMS, |r, n| {
+        Ok(weight.narrow(0, r, n)?)
+    })
 }
 
-/// Weights larger than this many elements are quantized (and repacked) as several row blocks,
-/// so the blocks and candle's tiles of only one block are held at once while loading (the
-/// 150k-row lm_head is 10–20% of a small model). Products are identical: every output column
+/// Weights larger than this many elements are read, quantized and repacked as several row
+/// blocks, so the full-precision rows, the blocks and candle's tiles of only one block are held
+/// at once while loading (the 150k-row lm_head is 10–20% of a small model). Products are identical: every output column
 /// is computed from its own row either way (with the same kernel when the row count is a
 /// multiple of 16, as every released vocabulary is).
-const SPLIT_ELEMS: usize = 64 << 20;
+const SPLIT_ELEMS: usize = 32 << 20;
 
 /// Row blocks a multiple of this many rows keep candle's 16-row tiles whole.
 const SPLIT_ROW_MULTIPLE: usize = 16;
 
+/// A `[rows, cols]` weight quantized in row blocks that `fetch(first_row, rows)` provides.
 fn cpu_quantized_parts<B: GgmlType + Send + Sync + 'static>(
-    weight: &Tensor,
+    (rows, cols): (usize, usize),
     split_elems: usize,
+    fetch: impl Fn(usize, usize) -> Result<Tensor>,
 ) -> Result<Linear> {
-    let (rows, cols) = weight.dims2()?;
     let part_rows = if rows * cols <= split_elems {
         rows
     } else {
@@ -190,7 +216,7 @@ fn cpu_quantized_parts<B: GgmlType + Send + Sync + 'static>(
     let mut r = 0;
     while r < rows {
         let n = part_rows.min(rows - r);
-        parts.push(cpu_quantized_part::<B>(&weight.narrow(0, r, n)?)?);
+        parts.push(cpu_quantized_part::<B>(&fetch(r, n)?)?);
         r += n;
     }
     Ok(Linear::Quantized(parts))
@@ -284,7 +310,12 @@ impl<B: GgmlType + Send + Sync> QuantizedType for SharedBlocks<B> {
     ) -> candle_core::Result<()> {
         k_quants::matmul_f16(mkn, lhs, &self.read()?, dst)
     }
-    fn embedding(&self, ids: &[u32], rows: usize, hidden: usize) -> candle_core::Result<CpuStorage> {
+    fn embedding(
+        &self,
+        ids: &[u32],
+        rows: usize,
+        hidden: usize,
+    ) -> candle_core::Result<CpuStorage> {
         QuantizedType::embedding(&*self.read()?, ids, rows, hidden)
     }
     fn dequantize(&self, elem_count: usize) -> candle_core::Result<CpuStorage> {
@@ -478,8 +509,9 @@ mod tests {
     fn split_weight_gives_the_same_products() -> Result<()> {
         let dev = Device::Cpu;
         let w = Tensor::randn(0f32, 0.05, (112, 512), &dev)?.to_dtype(DType::BF16)?;
-        let whole = cpu_quantized_parts::<BlockQ8_0>(&w, usize::MAX)?;
-        let split = cpu_quantized_parts::<BlockQ8_0>(&w, 40 * 512)?;
+        let fetch = |r, n| Ok(w.narrow(0, r, n)?);
+        let whole = cpu_quantized_parts::<BlockQ8_0>((112, 512), usize::MAX, fetch)?;
+        let split = cpu_quantized_parts::<BlockQ8_0>((112, 512), 40 * 512, fetch)?;
         match &split {
             Linear::Quantized(parts) => assert_eq!(parts.len(), 4, "32+32+32+16 rows"),
             Linear::Dense(_) => panic!("not quantized"),

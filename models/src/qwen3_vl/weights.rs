@@ -180,21 +180,46 @@ impl Checkpoint {
         &self.dir
     }
 
-    /// Whether the checkpoint has a tensor of this (full) name.
+    /// Whether the checkpoint has a tensor of this (full) name, or `name` is a row range of one
+    /// (see [`rows_name`]).
     pub fn contains(&self, name: &str) -> bool {
-        self.tensors.contains_key(name)
+        self.entry(name).is_some()
     }
 
     /// The stored shape of a tensor, read from its header (no data is touched).
-    pub fn shape(&self, name: &str) -> Option<&[usize]> {
-        self.tensors.get(name).map(|t| t.shape.as_slice())
+    pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.entry(name).map(|t| t.shape)
     }
 
     /// The file a tensor lives in, as shown in errors.
     pub fn file_of(&self, name: &str) -> Option<&str> {
-        self.tensors
-            .get(name)
-            .map(|t| self.files[t.file].name.as_str())
+        self.entry(name).map(|t| self.files[t.file].name.as_str())
+    }
+
+    /// Where `name`'s bytes are: a stored tensor, or rows `a..b` of one (`x[a..b]`, see
+    /// [`rows_name`]; the first axis cut to those rows, which are contiguous in the file).
+    fn entry(&self, name: &str) -> Option<TensorEntry> {
+        if let Some(t) = self.tensors.get(name) {
+            return Some(t.clone());
+        }
+        let (parent, range) = name.strip_suffix(']')?.rsplit_once('[')?;
+        let (a, b) = range.split_once("..")?;
+        let (a, b): (usize, usize) = (a.parse().ok()?, b.parse().ok()?);
+        let whole = self.tensors.get(parent)?;
+        let (&first, rest) = whole.shape.split_first()?;
+        if a >= b || b > first {
+            return None;
+        }
+        let row_bytes = rest.iter().product::<usize>() * whole.dtype.as_ref().ok()?.size_in_bytes();
+        let mut shape = whole.shape.clone();
+        shape[0] = b - a;
+        Some(TensorEntry {
+            file: whole.file,
+            dtype: whole.dtype.clone(),
+            shape,
+            start: whole.start + a * row_bytes,
+            end: whole.start + b * row_bytes,
+        })
     }
 
     /// Every tensor name (unordered).
@@ -218,7 +243,7 @@ impl Checkpoint {
 
     /// Loads a tensor in its stored shape, converted to `dtype`, on `device`.
     pub fn load(&self, name: &str, dtype: DType, device: &Device) -> Result<Tensor> {
-        let entry = self.tensors.get(name).ok_or_else(|| Error::MissingTensor {
+        let entry = &self.entry(name).ok_or_else(|| Error::MissingTensor {
             name: name.to_string(),
             file: self.where_missing(),
         })?;
@@ -253,7 +278,7 @@ impl Checkpoint {
         dtype: DType,
         device: &Device,
     ) -> Result<Tensor> {
-        if let Some(entry) = self.tensors.get(name) {
+        if let Some(entry) = self.entry(name) {
             if entry.shape.as_slice() != shape.dims() {
                 return Err(Error::BadTensor {
                     name: name.to_string(),
@@ -273,6 +298,22 @@ impl Checkpoint {
     pub fn var_builder(self: &Arc<Self>, dtype: DType, device: &Device) -> VarBuilder<'static> {
         VarBuilder::from_backend(Box::new(Backend(self.clone())), dtype, device.clone())
     }
+}
+
+/// The name under which a [`Checkpoint`]'s `VarBuilder` serves rows `start..end` (along the
+/// first axis) of the stored tensor `name`, read from the file alone. Loaders that quantize
+/// read large weights and the fused MoE experts a part at a time this way, so no whole
+/// full-precision copy of them is ever held. Other `VarBuilder`s do not have such names.
+pub fn rows_name(name: &str, start: usize, end: usize) -> String {
+    format!("{name}[{start}..{end}]")
+}
+
+/// Whether `vb` serves row ranges of `name` (a [`Checkpoint`]'s does) and the stored tensor has
+/// exactly `rows` rows along its first axis.
+pub fn serves_rows(vb: &VarBuilder, name: &str, rows: usize) -> bool {
+    rows > 0
+        && vb.contains_tensor(&rows_name(name, rows - 1, rows))
+        && !vb.contains_tensor(&rows_name(name, rows, rows + 1))
 }
 
 /// Opens `dir`'s weights and returns a `VarBuilder` loading them as `dtype` on `device`.
@@ -710,7 +751,9 @@ mod tests {
         let d = tmpdir("chunked");
         // More elements than one chunk holds (and not a multiple of it).
         let n = CONVERT_CHUNK_BYTES / 4 * 2 + 12345;
-        let values: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin() * 1e3 + 1e-3).collect();
+        let values: Vec<f32> = (0..n)
+            .map(|i| (i as f32 * 0.37).sin() * 1e3 + 1e-3)
+            .collect();
         write_st(&d.join("model.safetensors"), &[("w", &[n], &values)]);
         let ck = Checkpoint::open(&d).unwrap();
         let whole = Tensor::from_slice(&values, n, &Device::Cpu).unwrap();
@@ -718,11 +761,24 @@ mod tests {
             let got = ck.load("w", dtype, &Device::Cpu).unwrap();
             let want = whole.to_dtype(dtype).unwrap();
             assert_eq!(got.dtype(), dtype);
-            let same: u8 = got.eq(&want).unwrap().min_all().unwrap().to_scalar().unwrap();
+            let same: u8 = got
+                .eq(&want)
+                .unwrap()
+                .min_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap();
             assert_eq!(same, 1, "{dtype:?} differs from to_dtype");
         }
-        let f32s: Vec<f32> = ck.load("w", DType::F32, &Device::Cpu).unwrap().to_vec1().unwrap();
-        assert!(f32s.iter().zip(&values).all(|(a, b)| a.to_bits() == b.to_bits()));
+        let f32s: Vec<f32> = ck
+            .load("w", DType::F32, &Device::Cpu)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert!(f32s
+            .iter()
+            .zip(&values)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
     }
 
     /// A file cut short after it was opened (the header was fine then) names the tensor whose
@@ -749,6 +805,56 @@ mod tests {
             }
             other => panic!("wrong error: {other}"),
         }
+    }
+
+    /// `x[a..b]` reads rows a..b of a stored `x`; an empty, reversed or out-of-range range, or
+    /// a name that is no tensor, is missing.
+    #[test]
+    fn row_ranges_read_from_the_file() {
+        let d = tmpdir("rows");
+        let values: Vec<f32> = (0..24).map(|v| v as f32).collect();
+        write_st(
+            &d.join("model.safetensors"),
+            &[("e.w", &[3, 2, 4], &values)],
+        );
+        let ck = Arc::new(Checkpoint::open(&d).unwrap());
+        assert_eq!(ck.shape(&rows_name("e.w", 1, 3)), Some(vec![2, 2, 4]));
+        let s: Vec<f32> = ck
+            .load_shaped(
+                "e.w[1..2]",
+                &Shape::from((1, 2, 4)),
+                DType::F32,
+                &Device::Cpu,
+            )
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(s, values[8..16].to_vec());
+        for missing in [
+            "e.w[3..4]",
+            "e.w[2..2]",
+            "e.w[2..1]",
+            "e.x[0..1]",
+            "e.w[0..x]",
+        ] {
+            assert!(!ck.contains(missing), "{missing}");
+        }
+        assert!(matches!(
+            ck.load("e.w[3..4]", DType::F32, &Device::Cpu).unwrap_err(),
+            Error::MissingTensor { .. }
+        ));
+        assert!(matches!(
+            ck.load_shaped("e.w[0..1]", &Shape::from((2, 4)), DType::F32, &Device::Cpu)
+                .unwrap_err(),
+            Error::BadTensor { .. }
+        ));
+        let vb = ck.var_builder(DType::F32, &Device::Cpu);
+        assert!(serves_rows(&vb, "e.w", 3));
+        assert!(!serves_rows(&vb, "e.w", 2) && !serves_rows(&vb, "e.w", 4));
+        let other = VarBuilder::from_tensors(HashMap::new(), DType::F32, &Device::Cpu);
+        assert!(!serves_rows(&other, "e.w", 3));
     }
 
     #[test]
