@@ -82,8 +82,8 @@ pub enum Linear {
 impl Linear {
     /// Loads `weight` `[out, in]` from `vb` and quantizes it if `quant` asks and the width allows.
     ///
-    /// Quantized on the CPU from a checkpoint, the weight is read a part at a time (see
-    /// [`SPLIT_ELEMS`]), so its full-precision copy is never held whole.
+    /// Quantized on the CPU from a checkpoint, the weight is read a few rows at a time (see
+    /// [`QUANT_CHUNK_ELEMS`]), so its full-precision copy is never held whole.
     pub fn load(in_dim: usize, out_dim: usize, quant: Quant, vb: VarBuilder) -> Result<Self> {
         let streams = quant.block_size().is_some_and(|b| in_dim.is_multiple_of(b))
             && vb.device().is_cpu()
@@ -100,9 +100,9 @@ impl Linear {
                 .map_err(Error::from)
         };
         if quant == Quant::Q4K {
-            cpu_quantized_parts::<BlockQ4K>((out_dim, in_dim), SPLIT_ELEMS, fetch)
+            cpu_quantized_parts::<BlockQ4K>((out_dim, in_dim), SPLIT_ELEMS, &fetch)
         } else {
-            cpu_quantized_parts::<BlockQ8_0>((out_dim, in_dim), SPLIT_ELEMS, fetch)
+            cpu_quantized_parts::<BlockQ8_0>((out_dim, in_dim), SPLIT_ELEMS, &fetch)
         }
     }
 
@@ -186,26 +186,32 @@ impl Linear {
 /// whose kernels keep tiles of their own); if no product reached the blocks' own kernel, the
 /// tiles serve every later product and the blocks are released.
 fn cpu_quantized<B: GgmlType + Send + Sync + 'static>(weight: &Tensor) -> Result<Linear> {
-    cpu_quantized_parts::<B>(weight.dims2()?, SPLIT_ELEMS, |r, n| {
+    cpu_quantized_parts::<B>(weight.dims2()?, SPLIT_ELEMS, &|r, n| {
         Ok(weight.narrow(0, r, n)?)
     })
 }
 
-/// Weights larger than this many elements are read, quantized and repacked as several row
-/// blocks, so the full-precision rows, the blocks and candle's tiles of only one block are held
-/// at once while loading (the 150k-row lm_head is 10–20% of a small model). Products are identical: every output column
+/// Rows `first..first + n` of a weight being quantized.
+type Fetch<'a> = dyn Fn(usize, usize) -> Result<Tensor> + 'a;
+
+/// Weights larger than this many elements are quantized and repacked as several row blocks,
+/// so the blocks and candle's tiles of only one block (≤ 9 MB in Q8_0) are held at once while
+/// loading (the 150k-row lm_head is 10–20% of a small model). Each product then runs per block
+/// and the outputs are concatenated, a copy of the output only (< 1% of a prefill's time). The full-precision rows are read from the file
+/// [`QUANT_CHUNK_ELEMS`] at a time in any case. Products are identical: every output column
 /// is computed from its own row either way (with the same kernel when the row count is a
 /// multiple of 16, as every released vocabulary is).
-const SPLIT_ELEMS: usize = 32 << 20;
+const SPLIT_ELEMS: usize = 8 << 20;
 
 /// Row blocks a multiple of this many rows keep candle's 16-row tiles whole.
 const SPLIT_ROW_MULTIPLE: usize = 16;
 
-/// A `[rows, cols]` weight quantized in row blocks that `fetch(first_row, rows)` provides.
+/// A `[rows, cols]` weight, whose rows `fetch` provides, quantized as row blocks of at most
+/// `split_elems` elements.
 fn cpu_quantized_parts<B: GgmlType + Send + Sync + 'static>(
     (rows, cols): (usize, usize),
     split_elems: usize,
-    fetch: impl Fn(usize, usize) -> Result<Tensor>,
+    fetch: &Fetch,
 ) -> Result<Linear> {
     let part_rows = if rows * cols <= split_elems {
         rows
@@ -216,16 +222,19 @@ fn cpu_quantized_parts<B: GgmlType + Send + Sync + 'static>(
     let mut r = 0;
     while r < rows {
         let n = part_rows.min(rows - r);
-        parts.push(cpu_quantized_part::<B>(&fetch(r, n)?)?);
+        let part_fetch = |first: usize, count: usize| fetch(r + first, count);
+        parts.push(cpu_quantized_part::<B>((n, cols), &part_fetch)?);
         r += n;
     }
     Ok(Linear::Quantized(parts))
 }
 
-fn cpu_quantized_part<B: GgmlType + Send + Sync + 'static>(weight: &Tensor) -> Result<QMatMul> {
-    let (rows, cols) = weight.dims2()?;
+fn cpu_quantized_part<B: GgmlType + Send + Sync + 'static>(
+    (rows, cols): (usize, usize),
+    fetch: &Fetch,
+) -> Result<QMatMul> {
     let blocks = Arc::new(Blocks {
-        data: RwLock::new(quantize_rows::<B>(weight)?),
+        data: RwLock::new(quantize_fetched::<B>((rows, cols), fetch)?),
         used: AtomicBool::new(false),
     });
     let storage = QStorage::Cpu(Box::new(SharedBlocks(blocks.clone())));
@@ -359,16 +368,21 @@ const QUANT_CHUNK_ELEMS: usize = 1 << 20;
 /// Quantizes `weight` `[out, in]` (any layout, `in` a multiple of `B`'s block) a few rows at a
 /// time into one block buffer that becomes the tensor's storage. Blocks never straddle rows,
 /// so the blocks are exactly those `QTensor::quantize` makes from the whole f32 tensor.
+#[cfg(test)]
 fn quantize_rows<B: GgmlType>(weight: &Tensor) -> Result<Vec<B>> {
-    let (rows, cols) = weight.dims2()?;
+    quantize_fetched::<B>(weight.dims2()?, &|r, n| Ok(weight.narrow(0, r, n)?))
+}
+
+/// [`quantize_rows`] of a `[rows, cols]` weight whose rows `fetch(first, n)` provides, so a
+/// weight read from a file is never held whole.
+fn quantize_fetched<B: GgmlType>((rows, cols): (usize, usize), fetch: &Fetch) -> Result<Vec<B>> {
     let blocks_per_row = cols / B::BLCK_SIZE;
     let mut blocks = vec![B::zeros(); rows * blocks_per_row];
     let step = (QUANT_CHUNK_ELEMS / cols).max(1);
     let mut r = 0;
     while r < rows {
         let n = step.min(rows - r);
-        let chunk = weight
-            .narrow(0, r, n)?
+        let chunk = fetch(r, n)?
             .to_dtype(DType::F32)?
             .flatten_all()?
             .to_vec1::<f32>()?;
@@ -510,8 +524,8 @@ mod tests {
         let dev = Device::Cpu;
         let w = Tensor::randn(0f32, 0.05, (112, 512), &dev)?.to_dtype(DType::BF16)?;
         let fetch = |r, n| Ok(w.narrow(0, r, n)?);
-        let whole = cpu_quantized_parts::<BlockQ8_0>((112, 512), usize::MAX, fetch)?;
-        let split = cpu_quantized_parts::<BlockQ8_0>((112, 512), 40 * 512, fetch)?;
+        let whole = cpu_quantized_parts::<BlockQ8_0>((112, 512), usize::MAX, &fetch)?;
+        let split = cpu_quantized_parts::<BlockQ8_0>((112, 512), 40 * 512, &fetch)?;
         match &split {
             Linear::Quantized(parts) => assert_eq!(parts.len(), 4, "32+32+32+16 rows"),
             Linear::Dense(_) => panic!("not quantized"),

@@ -32,7 +32,7 @@ const MAX_HEADER_BYTES: u64 = 100_000_000;
 
 /// Bytes read (and converted) at a time when a tensor changes dtype on load: large enough that
 /// the per-chunk overhead vanishes, small enough not to matter next to the weights.
-const CONVERT_CHUNK_BYTES: usize = 8 << 20;
+const CONVERT_CHUNK_BYTES: usize = 1 << 20;
 
 /// One open weight file.
 struct WeightFile {
