@@ -61,12 +61,89 @@ impl Quant {
         self.ggml().map(|g| g.block_size())
     }
 
+    /// Bytes one weight takes in this format (ggml's block sizes: 34 per 32 for Q8_0, 144 per
+    /// 256 for Q4_K); `None` for [`Quant::None`].
+    pub fn bytes_per_weight(self) -> Option<f64> {
+        self.ggml()
+            .map(|g| g.type_size() as f64 / g.block_size() as f64)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Self::None => "none",
             Self::Q8_0 => "q8_0",
             Self::Q4K => "q4k",
         }
+    }
+}
+
+/// How many of a model's parameters a load with some [`Quant`] holds quantized, by the rule the
+/// loader applies: the decoder's attention, MLP and expert matrices and the lm_head, each if its
+/// input width is a multiple of the format's block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QuantizedParameters {
+    /// Stored parameters held quantized instead of at the load dtype.
+    pub replaced: u64,
+    /// Parameters held quantized in addition: the lm_head of a model whose lm_head is its
+    /// embeddings (the embeddings themselves stay at the load dtype).
+    pub added: u64,
+}
+
+impl QuantizedParameters {
+    /// Counts them from the config. `lm_head_stored`: the checkpoint has its own
+    /// `lm_head.weight` (it is used even when the config says tied).
+    pub fn count(cfg: &super::Config, quant: Quant, lm_head_stored: bool) -> Self {
+        let Some(block) = quant.block_size() else {
+            return Self::default();
+        };
+        let t = &cfg.text;
+        let (d, hd) = (t.hidden_size, t.head_dim);
+        let fits = |input: usize| input.is_multiple_of(block);
+        // (input width, parameters) of every quantizable matrix.
+        let mut mats: Vec<(usize, usize)> = Vec::new();
+        for layer in 0..t.num_hidden_layers {
+            mats.push((d, d * t.num_attention_heads * hd));
+            mats.push((d, 2 * d * t.num_key_value_heads * hd));
+            mats.push((t.num_attention_heads * hd, t.num_attention_heads * hd * d));
+            match &t.moe {
+                Some(m) if t.is_moe_layer(layer) => {
+                    let (e, i) = (m.num_experts, m.moe_intermediate_size);
+                    mats.push((d, e * 2 * i * d));
+                    mats.push((i, e * i * d));
+                }
+                _ => {
+                    mats.push((d, 2 * d * t.intermediate_size));
+                    mats.push((t.intermediate_size, t.intermediate_size * d));
+                }
+            }
+        }
+        let mut out = Self {
+            replaced: mats
+                .iter()
+                .filter(|&&(input, _)| fits(input))
+                .map(|&(_, n)| n as u64)
+                .sum(),
+            added: 0,
+        };
+        if fits(d) {
+            let lm_head = (t.vocab_size * d) as u64;
+            if lm_head_stored {
+                out.replaced += lm_head;
+            } else {
+                out.added = lm_head;
+            }
+        }
+        out
+    }
+
+    /// Bytes of weights of a model of `parameters` (as stored) loaded at `dtype_bytes` per
+    /// parameter with these quantized as `quant`.
+    pub fn weight_bytes(&self, parameters: u64, dtype_bytes: u64, quant: Quant) -> u64 {
+        let Some(q) = quant.bytes_per_weight() else {
+            return parameters * dtype_bytes;
+        };
+        let replaced = self.replaced.min(parameters);
+        (parameters - replaced) * dtype_bytes + ((replaced + self.added) as f64 * q).ceil() as u64
     }
 }
 
@@ -550,6 +627,55 @@ mod tests {
             std::slice::from_raw_parts(blocks.as_ptr().cast::<u8>(), std::mem::size_of_val(blocks))
         }
         .to_vec()
+    }
+
+    /// The count follows the loader's rule: on the MoE fixture (D 64, expert width 40) Q8_0
+    /// quantizes everything but the experts' down_proj; the estimate matches what a load holds.
+    #[test]
+    fn quantized_parameter_count_follows_the_width_rule() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/models/moe-hub");
+        let cfg = super::super::Config::from_dir(&dir).unwrap();
+        let t = &cfg.text;
+        let m = t.moe.as_ref().unwrap();
+        assert_eq!(
+            (t.hidden_size, m.moe_intermediate_size % 32 != 0),
+            (64, true)
+        );
+        let q8 = QuantizedParameters::count(&cfg, Quant::Q8_0, true);
+        // Count the fixture's layers as the loader builds them.
+        let (d, hd) = (t.hidden_size, t.head_dim);
+        let mut want = 0;
+        for layer in 0..t.num_hidden_layers {
+            want += d * (t.num_attention_heads + 2 * t.num_key_value_heads) * hd
+                + t.num_attention_heads * hd * d;
+            want += if t.is_moe_layer(layer) {
+                m.num_experts * 2 * m.moe_intermediate_size * d
+            } else {
+                3 * d * t.intermediate_size
+            };
+        }
+        want += t.vocab_size * d;
+        assert_eq!(q8.replaced, want as u64);
+        assert_eq!(q8.added, 0);
+        let tied = QuantizedParameters::count(&cfg, Quant::Q8_0, false);
+        assert_eq!(tied.added, (t.vocab_size * d) as u64);
+        // Q4_K: no fixture width is a multiple of 256.
+        assert_eq!(
+            QuantizedParameters::count(&cfg, Quant::Q4K, true),
+            QuantizedParameters::default()
+        );
+        assert_eq!(
+            QuantizedParameters::default().weight_bytes(1000, 2, Quant::None),
+            2000
+        );
+        let q = QuantizedParameters {
+            replaced: 640,
+            added: 64,
+        };
+        // 360 at bf16, 704 at 34/32 bytes.
+        assert_eq!(q.weight_bytes(1000, 2, Quant::Q8_0), 720 + 748);
+        assert_eq!(Quant::Q4K.bytes_per_weight(), Some(144.0 / 256.0));
     }
 
     #[test]
