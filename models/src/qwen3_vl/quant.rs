@@ -639,7 +639,7 @@ mod tests {
         let t = &cfg.text;
         let m = t.moe.as_ref().unwrap();
         assert_eq!(
-            (t.hidden_size, m.moe_intermediate_size % 32 != 0),
+            (t.hidden_size, !m.moe_intermediate_size.is_multiple_of(32)),
             (64, true)
         );
         let q8 = QuantizedParameters::count(&cfg, Quant::Q8_0, true);
