@@ -11,10 +11,11 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use glimpse_models::engine::{parse_dtype, DeviceKind};
+use glimpse_models::qwen3_vl::kv_cache::grown_capacity;
 use glimpse_models::qwen3_vl::synthetic::{Preset, Synthetic};
 use glimpse_models::qwen3_vl::{
-    get_rope_index, Config, LogitsFor, NoProbe, Prompt, Quant, Qwen3VLModel, VisionTokenIds,
-    VisualInput,
+    get_rope_index, Checkpoint, Config, LogitsFor, NoProbe, Prompt, Quant, Qwen3VLModel,
+    VisionTokenIds, VisualInput,
 };
 use serde_json::json;
 
@@ -150,13 +151,26 @@ pub fn run(args: BenchArgs) -> Result<()> {
         (None, None) => bail!("give --synthetic NAME or --model DIR"),
     };
 
-    // 2. Load.
+    // 2. Load, with the resident memory it took and the most it needed on the way.
+    let rss_before = rss_kb("VmRSS");
+    let peak_reset = reset_peak_rss();
     let c = Clock::start();
     let (cfg, mut model) = Qwen3VLModel::load_with(&dir, dtype, &device, quant)
         .with_context(|| format!("loading {}", dir.display()))?;
-    let (load_ms, _) = c.stop();
+    let (load_ms, load_cpu_ms) = c.stop();
     let rss_loaded = rss_kb("VmRSS");
+    let load_peak = rss_kb("VmHWM").filter(|_| peak_reset);
+    let checkpoint_bytes = checkpoint_bytes(&dir, dtype)?;
     eprintln!("loaded in {load_ms:.0} ms");
+    let mut memory = Memory {
+        before_kb: rss_before,
+        loaded_kb: rss_loaded,
+        load_peak_kb: load_peak,
+        checkpoint_bytes,
+        decode_peak_kb: None,
+        earlier_peak_kb: None,
+        kv_capacity: 0,
+    };
 
     let mut rng = 0x1234_5678u64;
     let mut report = Report::default();
@@ -181,6 +195,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
     // 4. Prefill of text prompts.
     for &len in &work.prefill {
+        memory.kv_capacity = grown_capacity(memory.kv_capacity, len);
         let ids = random_ids(&mut rng, len, &cfg);
         let runs = repeat(args.repeats, || {
             prefill_text(&mut model, &ids)?;
@@ -197,6 +212,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
     // 5. Decode after a prefilled context, greedy on the model's own logits.
     if work.decode_tokens > 0 {
         let ids = random_ids(&mut rng, work.decode_context.max(1), &cfg);
+        memory.kv_capacity = grown_capacity(memory.kv_capacity, ids.len());
+        for len in ids.len() + 1..=ids.len() + work.decode_tokens {
+            memory.kv_capacity = grown_capacity(memory.kv_capacity, len);
+        }
+        // The decode window's own peak: images and long prefills before it do not count.
+        memory.earlier_peak_kb = rss_kb("VmHWM");
+        let decode_reset = reset_peak_rss();
         let runs = repeat(args.repeats, || {
             let mut next = prefill_text(&mut model, &ids)?;
             let c = Clock::start();
@@ -205,6 +227,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             }
             Ok(Some(c.stop()))
         })?;
+        memory.decode_peak_kb = rss_kb("VmHWM").filter(|_| decode_reset);
         let tps = work.decode_tokens as f64 / (runs.wall() / 1e3);
         eprintln!("decode {}: {tps:.2} tok/s", work.decode_tokens);
         report.decode = Some(json!({
@@ -255,8 +278,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "cpu_bf16_gemm": glimpse_models::qwen3_vl::onednn::describe(),
         "repeats": args.repeats,
         "load_ms": load_ms,
+        "load_cpu_ms": load_cpu_ms,
         "rss_after_load_mb": rss_loaded.map(|k| k as f64 / 1024.0),
-        "peak_rss_mb": rss_kb("VmHWM").map(|k| k as f64 / 1024.0),
+        "peak_rss_mb": memory.process_peak_kb().map(|k| k as f64 / 1024.0),
+        "memory": memory.report(&cfg, dtype),
         "vision": report.vision,
         "prefill": report.prefill,
         "decode": report.decode,
@@ -432,6 +457,76 @@ fn argmax(logits: &Tensor) -> Result<u32> {
     Ok(logits.to_dtype(DType::F32)?.argmax(0)?.to_scalar::<u32>()?)
 }
 
+/// Resident memory around the load and the decode window, in the process's own terms.
+struct Memory {
+    before_kb: Option<u64>,
+    loaded_kb: Option<u64>,
+    load_peak_kb: Option<u64>,
+    /// The checkpoint's tensors at the load dtype: what an unquantized load holds.
+    checkpoint_bytes: u64,
+    decode_peak_kb: Option<u64>,
+    /// The peak of what ran between the load and the decode window (read before resetting).
+    earlier_peak_kb: Option<u64>,
+    /// Positions the KV cache buffer holds by the end of the decode window.
+    kv_capacity: usize,
+}
+
+impl Memory {
+    /// The process's peak so far: the largest of the windows the counter was reset between.
+    fn process_peak_kb(&self) -> Option<u64> {
+        [self.load_peak_kb, self.earlier_peak_kb, rss_kb("VmHWM")]
+            .into_iter()
+            .flatten()
+            .max()
+    }
+
+    /// Peaks as growth over the RSS before the load, against what stays resident once loaded
+    /// (`weights`); the decode peak also against the KV cache's buffers.
+    fn report(&self, cfg: &Config, dtype: DType) -> serde_json::Value {
+        let mb = |b: f64| b / (1 << 20) as f64;
+        let t = &cfg.text;
+        let kv = (2
+            * t.num_hidden_layers
+            * t.num_key_value_heads
+            * t.head_dim
+            * self.kv_capacity
+            * dtype.size_in_bytes()) as f64;
+        let grown = |kb: Option<u64>| {
+            self.before_kb
+                .zip(kb)
+                .map(|(b, a)| a.saturating_sub(b) as f64 * 1024.0)
+        };
+        let weights = grown(self.loaded_kb);
+        let load_peak = grown(self.load_peak_kb);
+        let decode_peak = grown(self.decode_peak_kb);
+        json!({
+            "checkpoint_weights_mb": mb(self.checkpoint_bytes as f64),
+            "resident_weights_mb": weights.map(mb),
+            "load_peak_growth_mb": load_peak.map(mb),
+            "load_peak_ratio": load_peak.zip(weights).map(|(p, w)| p / w),
+            "kv_cache_mb": mb(kv),
+            "decode_peak_growth_mb": decode_peak.map(mb),
+            "decode_peak_ratio": decode_peak.zip(weights).map(|(p, w)| p / (w + kv)),
+        })
+    }
+}
+
+/// Bytes of every tensor of the checkpoint in `dir` at `dtype` (headers only).
+fn checkpoint_bytes(dir: &std::path::Path, dtype: DType) -> Result<u64> {
+    let ck = Checkpoint::open(dir)?;
+    Ok(ck
+        .names()
+        .filter_map(|n| ck.shape(n))
+        .map(|s| (s.iter().product::<usize>() * dtype.size_in_bytes()) as u64)
+        .sum())
+}
+
+/// Restarts the kernel's peak-RSS counter (`VmHWM`) at the current RSS, so a later reading is
+/// the peak of what ran in between. Linux only; false where it cannot.
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
 /// `kB` value of a `/proc/self/status` line (Linux only; None elsewhere).
 fn rss_kb(key: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -500,4 +595,26 @@ fn print_table(r: &serde_json::Value) {
         );
     }
     println!("{:<34} {:>11.0} MB", "peak RSS", f(&r["peak_rss_mb"]));
+    let m = &r["memory"];
+    println!(
+        "{:<34} {:>11.0} MB (checkpoint {:.0} MB at this dtype)",
+        "resident weights (RSS growth)",
+        f(&m["resident_weights_mb"]),
+        f(&m["checkpoint_weights_mb"])
+    );
+    println!(
+        "{:<34} {:>11.0} MB {:>11.2}× weights",
+        "load peak (RSS growth)",
+        f(&m["load_peak_growth_mb"]),
+        f(&m["load_peak_ratio"])
+    );
+    if !m["decode_peak_growth_mb"].is_null() {
+        println!(
+            "{:<34} {:>11.0} MB {:>11.2}× (weights + KV {:.1} MB)",
+            "decode peak (RSS growth)",
+            f(&m["decode_peak_growth_mb"]),
+            f(&m["decode_peak_ratio"]),
+            f(&m["kv_cache_mb"])
+        );
+    }
 }

@@ -21,8 +21,12 @@ pub struct ModelInfo {
     pub architecture: &'static str,
     pub device: &'static str,
     pub dtype: &'static str,
+    /// `none`, `q8_0` or `q4k`: how the text decoder's weights are held.
+    pub quant: &'static str,
     pub load_ms: u64,
-    /// Growth of the process's resident memory across the load (`None` where not measurable).
+    /// Growth of the process's resident memory across the load (`None` where not measurable):
+    /// the model's weights as they sit in memory (tensors are read into their own buffers, so
+    /// nothing of the files stays mapped), plus what the load's allocations left behind.
     pub memory_bytes: Option<u64>,
     /// The load worked but the choice is poor (bf16 on the CPU is slow, for one).
     pub warnings: Vec<String>,

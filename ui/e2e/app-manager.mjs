@@ -10,6 +10,7 @@
 // Test ids used (documented with the rest in e2e/manager-tests.mjs): open-manager, model-manager,
 // recommended-repo, download-recommended, download-progress[data-repo][data-status],
 // partial-download[data-repo], resume-partial, local-model[data-path][data-usable], local-load,
+// load-quant, loaded-precision,
 // add-folder-path, loaded-model, plus the chat's attach-path, composer, send, message.
 import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
@@ -336,8 +337,19 @@ test('a folder added by typing its path is validated, loads, answers, and is rem
         const reason = await page.text(await page.find('[data-testid="local-model-reason"]', bad));
         assert(reason.includes('config.json'), `reason: ${reason}`);
         await page.type(input, model + ENTER);
+        // With 8-bit weights, on the real engine: in this fixture only o_proj's input width (64)
+        // fits Q8_0's 32-blocks, and the trained model keeps its answer.
+        await page.until('the weights selector', () => page.find('[data-testid="load-quant"]'));
+        assert(await page.exec(
+          `const s = document.querySelector('[data-testid="load-quant"]');
+           s.value = 'q8_0';
+           s.dispatchEvent(new Event('change', { bubbles: true }));
+           return s.value === 'q8_0';`), 'could not choose 8-bit weights');
         await loadLocal(page, model);
         await askAboutRedSquare(page);
+        await openManager(page);
+        const precision = await page.text(await page.until('the loaded precision', () => page.find('[data-testid="loaded-precision"]')));
+        assert(precision.endsWith('with 8-bit (Q8_0) weights'), `precision: ${precision}`);
       });
       // After a restart the folder is still there: in the chat's model list, ready to load.
       await withApp(driver, async (page) => {

@@ -12,7 +12,8 @@
 //   download-error[data-kind], partial-download[data-repo], resume-partial, discard-partial,
 //   local-model[data-path][data-usable], local-model-summary, local-model-reason, local-load,
 //   remove-folder, no-local-models, add-folder-path, add-folder-submit, pick-folder,
-//   add-folder-error[data-kind], load-device, load-dtype, load-progress, loaded-info,
+//   add-folder-error[data-kind], load-device, load-dtype, load-quant, load-quant-hint,
+//   loaded-precision, load-progress, loaded-info,
 //   loaded-memory, unload-model, load-warning, load-error[data-kind], manager-error[data-kind].
 import { assert, test } from './harness.mjs';
 
@@ -159,6 +160,26 @@ export function managerTests(open) {
     await info.waitFor({ timeout: 5_000 });
     assert((await page.getByTestId('loaded-memory').textContent()) === '8.9 GB', 'memory');
     assert((await page.getByTestId('load-warning').textContent()).includes('slower'), 'bf16 warning');
+    await page.getByTestId('unload-model').click();
+    await info.waitFor({ state: 'detached', timeout: 5_000 });
+
+    // Quantized weights are chosen per load, with the trade explained; the loaded model says
+    // how it is held and takes less memory.
+    assert((await page.getByTestId('load-quant').inputValue()) === 'none', 'full weights by default');
+    assert((await page.getByTestId('load-quant-hint').textContent()).includes('best answers'), 'default hint');
+    await page.getByTestId('load-quant').selectOption('q8_0');
+    assert((await page.getByTestId('load-quant-hint').textContent()).includes('half the memory'), 'q8_0 hint');
+    await good.getByTestId('local-load').click();
+    await page.getByTestId('loaded-model').waitFor({ timeout: 5_000 });
+    await page.getByTestId('header-manager').click();
+    await info.waitFor({ timeout: 5_000 });
+    const precision = await page.getByTestId('loaded-precision').textContent();
+    assert(precision === 'bf16 with 8-bit (Q8_0) weights', `precision: ${precision}`);
+    assert((await page.getByTestId('loaded-memory').textContent()) === '5.1 GB', 'quantized memory');
+    const loads = (await page.evaluate(() => window.__mockCalls)).filter((c) => c.cmd === 'load_model');
+    assert(loads.at(-1).args.quant === 'q8_0' && loads.at(-2).args.quant === 'none', `quant args: ${JSON.stringify(loads.map((c) => c.args.quant))}`);
+    // The choice stays for the next load.
+    assert((await page.getByTestId('load-quant').inputValue()) === 'q8_0', 'choice kept');
     await page.getByTestId('unload-model').click();
     await info.waitFor({ state: 'detached', timeout: 5_000 });
 

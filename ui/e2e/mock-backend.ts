@@ -272,6 +272,10 @@ export function installMockBackend(scenario: Scenario, options: MockOptions = {}
         if (args.device === 'cuda') {
           throw { kind: 'deviceNotCompiled', message: 'this copy of Glimpse was built without CUDA support, so it cannot load on CUDA; choose the CPU, or build Glimpse with `--features cuda`' };
         }
+        const quant = (args.quant as ModelInfo['quant'] | undefined) ?? 'none';
+        if (!['none', 'q8_0', 'q4k'].includes(quant)) {
+          throw { kind: 'badConfig', message: `quant: \`${String(quant)}\` is not one of none, q8_0, q4k` };
+        }
         const progress = args.onProgress as { id: number } | undefined;
         if (progress) {
           internals().runCallback(progress.id, { index: 0, message: { stage: 'checking', step: 1, steps: 7 } });
@@ -283,8 +287,10 @@ export function installMockBackend(scenario: Scenario, options: MockOptions = {}
           architecture: found.architecture,
           device: (args.device as ModelInfo['device']) ?? 'cpu',
           dtype: args.dtype === undefined || args.dtype === 'auto' ? 'f32' : (args.dtype as ModelInfo['dtype']),
+          quant,
           loadMs: 1234,
-          memoryBytes: 8_900_000_000,
+          // Quantized decoder weights take less memory (the vision tower stays as loaded).
+          memoryBytes: { none: 8_900_000_000, q8_0: 5_100_000_000, q4k: 3_200_000_000 }[quant],
           warnings: args.dtype === 'bf16' && args.device !== 'cuda' ? ['bf16 on the CPU works but is several times slower than f32'] : [],
         };
         return loaded;

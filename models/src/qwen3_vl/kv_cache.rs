@@ -69,7 +69,7 @@ impl KvCache {
             .as_ref()
             .is_some_and(|buf| buf.dims()[2] >= need && compatible(buf, &k));
         if !fits {
-            let cap = need.max(2 * self.capacity()).max(MIN_CAPACITY);
+            let cap = grown_capacity(self.capacity(), need);
             let keep = if self.k.as_ref().is_some_and(|b| compatible(b, &k)) {
                 self.len
             } else {
@@ -88,6 +88,16 @@ impl KvCache {
         vb.slice_set(&v, 2, self.len)?;
         self.len += l;
         Ok((kb.narrow(2, 0, self.len)?, vb.narrow(2, 0, self.len)?))
+    }
+}
+
+/// The capacity a buffer of `capacity` positions has after a call that needs `need` of them
+/// (unchanged if they fit). Benchmarks use it to size the cache they measure.
+pub fn grown_capacity(capacity: usize, need: usize) -> usize {
+    if need <= capacity {
+        capacity
+    } else {
+        need.max(2 * capacity).max(MIN_CAPACITY)
     }
 }
 

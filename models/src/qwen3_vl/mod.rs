@@ -19,7 +19,7 @@ pub mod weights;
 
 pub use config::{Architecture, Config, Dialect, MoeConfig, TextConfig, VisionConfig};
 pub use model::{LogitsFor, Prompt, Qwen3VLModel, VisualInput};
-pub use quant::Quant;
+pub use quant::{Quant, QuantizedParameters};
 pub use rope_index::{decode_position, get_rope_index, RopeIndex, VisionTokenIds};
 pub use text::{NoProbe, Probe};
 pub use vision::{VisionModel, VisionOutput};

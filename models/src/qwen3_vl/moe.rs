@@ -7,6 +7,7 @@ use candle_nn::VarBuilder;
 
 use super::config::{Config, Dialect, MoeConfig};
 use super::quant::{Linear, Quant};
+use super::weights::{rows_name, serves_rows};
 use crate::{Error, Result};
 
 /// How the fused expert tensors are stored (§2.3).
@@ -32,6 +33,19 @@ impl ExpertLayout {
             Self::Hub => [e, i, d],
             Self::Linear => [e, d, i],
         }
+    }
+
+    /// [`ExpertLayout::decide`], else the dialect's own layout.
+    fn decide_or_dialect(
+        gate_up: &[usize],
+        down: &[usize],
+        sizes: (usize, usize, usize),
+        dialect: Dialect,
+    ) -> Self {
+        Self::decide(gate_up, down, sizes, dialect).unwrap_or(match dialect {
+            Dialect::Hub => Self::Hub,
+            Dialect::Transformers5 => Self::Linear,
+        })
     }
 
     /// Decides the orientation from stored shapes: whichever tensor's shape tells the two
@@ -145,7 +159,8 @@ impl ExpertMat {
         if quant == Quant::None {
             return Ok(Self::Dense(w_in_out));
         }
-        let lin = Linear::from_weight(w_in_out.t()?.contiguous()?, quant)?;
+        // Quantized straight from the transposed view, a few rows at a time (no [out, in] copy).
+        let lin = Linear::from_weight(w_in_out.t()?, quant)?;
         Ok(match lin.dense_weight() {
             // Width not a multiple of the block: keep the view as loaded (no copy kept).
             Some(_) => Self::Dense(w_in_out),
@@ -197,21 +212,28 @@ impl Experts {
             cfg.text.hidden_size,
             moe.moe_intermediate_size,
         );
+        if quant != Quant::None
+            && serves_rows(&vb, "gate_up_proj", e)
+            && serves_rows(&vb, "down_proj", e)
+        {
+            return Self::load_each(cfg, layout, quant, vb, (e, d, i));
+        }
         let (gate_up, down, chosen) = match *layout {
             Some(l) => (
                 vb.get(l.gate_up_shape(e, d, i).to_vec(), "gate_up_proj")?,
-                vb.get(l.down_shape(e, d, i).to_vec(), "down_proj")?,
+                None,
                 l,
             ),
             None => {
                 // First MoE layer: load as stored and let the shapes decide.
                 let gate_up = vb.get_unchecked("gate_up_proj")?;
                 let down = vb.get_unchecked("down_proj")?;
-                let l = ExpertLayout::decide(gate_up.dims(), down.dims(), (e, d, i), cfg.dialect)
-                    .unwrap_or(match cfg.dialect {
-                        Dialect::Hub => ExpertLayout::Hub,
-                        Dialect::Transformers5 => ExpertLayout::Linear,
-                    });
+                let l = ExpertLayout::decide_or_dialect(
+                    gate_up.dims(),
+                    down.dims(),
+                    (e, d, i),
+                    cfg.dialect,
+                );
                 // A tensor that does not fit the chosen layout: the checked load names it and
                 // its file (the backend compares header shapes before reading any data).
                 if gate_up.dims() != l.gate_up_shape(e, d, i) {
@@ -221,24 +243,90 @@ impl Experts {
                     vb.get(l.down_shape(e, d, i).to_vec(), "down_proj")?;
                 }
                 *layout = Some(l);
-                (gate_up, down, l)
+                (gate_up, Some(down), l)
             }
         };
-        let mut gate_up_proj = Vec::with_capacity(e);
-        let mut down_proj = Vec::with_capacity(e);
-        for ex in 0..e {
-            let (gu, dn) = (gate_up.get(ex)?, down.get(ex)?);
-            let (gu, dn) = match chosen {
-                ExpertLayout::Hub => (gu, dn),
-                // A transposed view: candle's matmul reads it through strides, no copy.
-                ExpertLayout::Linear => (gu.t()?, dn.t()?),
-            };
-            gate_up_proj.push(ExpertMat::new(gu, quant)?);
-            down_proj.push(ExpertMat::new(dn, quant)?);
-        }
+        // Each expert's matrices, as views of the fused tensor (dense: kept, no copy) or
+        // quantized from them. Quantized, the fused full-precision tensors are transient and
+        // are held one at a time: `down_proj` is read (again, in the first layer) only once the
+        // gate/up projections are quantized and their fused tensor is gone.
+        let split = |fused: Tensor| -> Result<Vec<ExpertMat>> {
+            (0..e)
+                .map(|ex| {
+                    let w = fused.get(ex)?;
+                    let w = match chosen {
+                        ExpertLayout::Hub => w,
+                        // A transposed view: candle's matmul reads it through strides, no copy.
+                        ExpertLayout::Linear => w.t()?,
+                    };
+                    ExpertMat::new(w, quant)
+                })
+                .collect()
+        };
+        let down = down.filter(|_| quant == Quant::None);
+        let gate_up_proj = split(gate_up)?;
+        let down = match down {
+            Some(t) => t,
+            None => vb.get(chosen.down_shape(e, d, i).to_vec(), "down_proj")?,
+        };
+        let down_proj = split(down)?;
         Ok(Self {
             gate_up_proj,
             down_proj,
+            intermediate: i,
+        })
+    }
+
+    /// Quantized experts read one expert at a time ([`rows_name`]), so no fused full-precision
+    /// tensor is ever held whole.
+    fn load_each(
+        cfg: &Config,
+        layout: &mut Option<ExpertLayout>,
+        quant: Quant,
+        vb: VarBuilder,
+        (e, d, i): (usize, usize, usize),
+    ) -> Result<Self> {
+        let chosen = match *layout {
+            Some(l) => l,
+            None => {
+                // The stored shapes, from the first expert of each.
+                let dims = |name: &str| -> Result<Vec<usize>> {
+                    let first = vb.get_unchecked(&rows_name(name, 0, 1))?;
+                    Ok([&[e][..], &first.dims()[1..]].concat())
+                };
+                let l = ExpertLayout::decide_or_dialect(
+                    &dims("gate_up_proj")?,
+                    &dims("down_proj")?,
+                    (e, d, i),
+                    cfg.dialect,
+                );
+                *layout = Some(l);
+                l
+            }
+        };
+        let each = |name: &str, full: [usize; 3]| -> Result<Vec<ExpertMat>> {
+            (0..e)
+                .map(|ex| {
+                    let one = [1, full[1], full[2]];
+                    let w = vb
+                        .get(one.to_vec(), &rows_name(name, ex, ex + 1))
+                        .or_else(|err| {
+                            // Reported against the fused tensor, as a whole load reports it
+                            // (the backend compares shapes before reading any data).
+                            vb.get(full.to_vec(), name).and(Err(err))
+                        })?
+                        .squeeze(0)?;
+                    let w = match chosen {
+                        ExpertLayout::Hub => w,
+                        ExpertLayout::Linear => w.t()?,
+                    };
+                    ExpertMat::new(w, quant)
+                })
+                .collect()
+        };
+        Ok(Self {
+            gate_up_proj: each("gate_up_proj", chosen.gate_up_shape(e, d, i))?,
+            down_proj: each("down_proj", chosen.down_shape(e, d, i))?,
             intermediate: i,
         })
     }

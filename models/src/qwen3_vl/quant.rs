@@ -6,9 +6,15 @@
 //! Q4_K) cannot be quantized; that layer stays unquantized and says so through
 //! [`Linear::is_quantized`].
 
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{DType, Module, Tensor};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use candle_core::quantized::k_quants::{self, BlockQ4K, BlockQ8_0, GgmlType};
+use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor, QuantizedType};
+use candle_core::{CpuStorage, DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
+
+use super::weights::{rows_name, serves_rows};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -55,6 +61,13 @@ impl Quant {
         self.ggml().map(|g| g.block_size())
     }
 
+    /// Bytes one weight takes in this format (ggml's block sizes: 34 per 32 for Q8_0, 144 per
+    /// 256 for Q4_K); `None` for [`Quant::None`].
+    pub fn bytes_per_weight(self) -> Option<f64> {
+        self.ggml()
+            .map(|g| g.type_size() as f64 / g.block_size() as f64)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Self::None => "none",
@@ -64,17 +77,110 @@ impl Quant {
     }
 }
 
+/// How many of a model's parameters a load with some [`Quant`] holds quantized, by the rule the
+/// loader applies: the decoder's attention, MLP and expert matrices and the lm_head, each if its
+/// input width is a multiple of the format's block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QuantizedParameters {
+    /// Stored parameters held quantized instead of at the load dtype.
+    pub replaced: u64,
+    /// Parameters held quantized in addition: the lm_head of a model whose lm_head is its
+    /// embeddings (the embeddings themselves stay at the load dtype).
+    pub added: u64,
+}
+
+impl QuantizedParameters {
+    /// Counts them from the config. `lm_head_stored`: the checkpoint has its own
+    /// `lm_head.weight` (it is used even when the config says tied).
+    pub fn count(cfg: &super::Config, quant: Quant, lm_head_stored: bool) -> Self {
+        let Some(block) = quant.block_size() else {
+            return Self::default();
+        };
+        let t = &cfg.text;
+        let (d, hd) = (t.hidden_size, t.head_dim);
+        let fits = |input: usize| input.is_multiple_of(block);
+        // (input width, parameters) of every quantizable matrix.
+        let mut mats: Vec<(usize, usize)> = Vec::new();
+        for layer in 0..t.num_hidden_layers {
+            mats.push((d, d * t.num_attention_heads * hd));
+            mats.push((d, 2 * d * t.num_key_value_heads * hd));
+            mats.push((t.num_attention_heads * hd, t.num_attention_heads * hd * d));
+            match &t.moe {
+                Some(m) if t.is_moe_layer(layer) => {
+                    let (e, i) = (m.num_experts, m.moe_intermediate_size);
+                    mats.push((d, e * 2 * i * d));
+                    mats.push((i, e * i * d));
+                }
+                _ => {
+                    mats.push((d, 2 * d * t.intermediate_size));
+                    mats.push((t.intermediate_size, t.intermediate_size * d));
+                }
+            }
+        }
+        let mut out = Self {
+            replaced: mats
+                .iter()
+                .filter(|&&(input, _)| fits(input))
+                .map(|&(_, n)| n as u64)
+                .sum(),
+            added: 0,
+        };
+        if fits(d) {
+            let lm_head = (t.vocab_size * d) as u64;
+            if lm_head_stored {
+                out.replaced += lm_head;
+            } else {
+                out.added = lm_head;
+            }
+        }
+        out
+    }
+
+    /// Bytes of weights of a model of `parameters` (as stored) loaded at `dtype_bytes` per
+    /// parameter with these quantized as `quant`.
+    pub fn weight_bytes(&self, parameters: u64, dtype_bytes: u64, quant: Quant) -> u64 {
+        let Some(q) = quant.bytes_per_weight() else {
+            return parameters * dtype_bytes;
+        };
+        let replaced = self.replaced.min(parameters);
+        (parameters - replaced) * dtype_bytes + ((replaced + self.added) as f64 * q).ceil() as u64
+    }
+}
+
 /// A bias-free linear layer `x · Wᵀ`, dense or quantized.
 #[derive(Debug, Clone)]
 pub enum Linear {
     Dense(candle_nn::Linear),
-    Quantized(QMatMul),
+    /// Consecutive row blocks of the weight (one for most layers; see [`SPLIT_ELEMS`]), whose
+    /// products are concatenated.
+    Quantized(Vec<QMatMul>),
 }
 
 impl Linear {
     /// Loads `weight` `[out, in]` from `vb` and quantizes it if `quant` asks and the width allows.
+    ///
+    /// Quantized on the CPU from a checkpoint, the weight is read a few rows at a time (see
+    /// [`QUANT_CHUNK_ELEMS`]), so its full-precision copy is never held whole.
     pub fn load(in_dim: usize, out_dim: usize, quant: Quant, vb: VarBuilder) -> Result<Self> {
-        Self::from_weight(vb.get((out_dim, in_dim), "weight")?, quant)
+        let streams = quant.block_size().is_some_and(|b| in_dim.is_multiple_of(b))
+            && vb.device().is_cpu()
+            && serves_rows(&vb, "weight", out_dim);
+        if !streams {
+            return Self::from_weight(vb.get((out_dim, in_dim), "weight")?, quant);
+        }
+        let fetch = |r: usize, n: usize| -> Result<Tensor> {
+            vb.get((n, in_dim), &rows_name("weight", r, r + n))
+                .or_else(|err| {
+                    // A wrong width is reported against the whole tensor, before any read.
+                    vb.get((out_dim, in_dim), "weight").and(Err(err))
+                })
+                .map_err(Error::from)
+        };
+        if quant == Quant::Q4K {
+            cpu_quantized_parts::<BlockQ4K>((out_dim, in_dim), SPLIT_ELEMS, &fetch)
+        } else {
+            cpu_quantized_parts::<BlockQ8_0>((out_dim, in_dim), SPLIT_ELEMS, &fetch)
+        }
     }
 
     /// `weight` `[out, in]` (any layout).
@@ -82,11 +188,35 @@ impl Linear {
         let in_dim = weight.dim(1)?;
         match quant.ggml() {
             Some(g) if in_dim.is_multiple_of(g.block_size()) => {
-                // Quantizing reads f32 rows; the f32 copy lives only for this call.
-                let q = QTensor::quantize(&weight.to_dtype(DType::F32)?.contiguous()?, g)?;
-                Ok(Self::Quantized(QMatMul::from_qtensor(q)?))
+                if !weight.device().is_cpu() {
+                    // The device kernels quantize from a whole f32 tensor in device memory.
+                    let q = QTensor::quantize(&weight.to_dtype(DType::F32)?.contiguous()?, g)?;
+                    return Ok(Self::Quantized(vec![QMatMul::from_qtensor(q)?]));
+                }
+                if quant == Quant::Q4K {
+                    cpu_quantized::<BlockQ4K>(&weight)
+                } else {
+                    cpu_quantized::<BlockQ8_0>(&weight)
+                }
             }
             _ => Ok(Self::Dense(candle_nn::Linear::new(weight, None))),
+        }
+    }
+
+    /// Bytes of the quantized blocks this layer still holds (0 once candle's repacked tiles
+    /// replaced them; the tiles are candle's and not counted). `None` if dense.
+    pub fn held_block_bytes(&self) -> Option<usize> {
+        match self {
+            Self::Quantized(parts) => Some(
+                parts
+                    .iter()
+                    .map(|q| match q {
+                        QMatMul::QTensor(t) => t.storage_size_in_bytes(),
+                        QMatMul::Tensor(_) | QMatMul::TensorF16(_) => 0,
+                    })
+                    .sum(),
+            ),
+            Self::Dense(_) => None,
         }
     }
 
@@ -106,13 +236,240 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             Self::Dense(l) => super::cpu_mm::linear_layer(l, x),
-            Self::Quantized(q) => {
+            Self::Quantized(parts) => {
                 let dtype = x.dtype();
-                let y = q.forward(&x.to_dtype(DType::F32)?.contiguous()?)?;
+                let x = x.to_dtype(DType::F32)?.contiguous()?;
+                let y = match parts.as_slice() {
+                    [one] => one.forward(&x)?,
+                    many => {
+                        let ys = many
+                            .iter()
+                            .map(|q| q.forward(&x))
+                            .collect::<candle_core::Result<Vec<_>>>()?;
+                        Tensor::cat(&ys, candle_core::D::Minus1)?
+                    }
+                };
                 Ok(y.to_dtype(dtype)?)
             }
         }
     }
+}
+
+/// A quantized CPU layer whose blocks are let go once candle has repacked them.
+///
+/// On x86 CPUs with AVX2/AVX-512-VNNI, candle (0.11) repacks Q8_0/Q4_K weights into its own
+/// tiles on their first product and keeps both, so every quantized weight was held twice while
+/// decoding. The layer is run once here, on a zero row (and on 32 rows where the CPU has AMX,
+/// whose kernels keep tiles of their own); if no product reached the blocks' own kernel, the
+/// tiles serve every later product and the blocks are released.
+fn cpu_quantized<B: GgmlType + Send + Sync + 'static>(weight: &Tensor) -> Result<Linear> {
+    cpu_quantized_parts::<B>(weight.dims2()?, SPLIT_ELEMS, &|r, n| {
+        Ok(weight.narrow(0, r, n)?)
+    })
+}
+
+/// Rows `first..first + n` of a weight being quantized.
+type Fetch<'a> = dyn Fn(usize, usize) -> Result<Tensor> + 'a;
+
+/// Weights larger than this many elements are quantized and repacked as several row blocks,
+/// so the blocks and candle's tiles of only one block (≤ 9 MB in Q8_0) are held at once while
+/// loading (the 150k-row lm_head is 10–20% of a small model). Each product then runs per block
+/// and the outputs are concatenated, a copy of the output only (< 1% of a prefill's time). The full-precision rows are read from the file
+/// [`QUANT_CHUNK_ELEMS`] at a time in any case. Products are identical: every output column
+/// is computed from its own row either way (with the same kernel when the row count is a
+/// multiple of 16, as every released vocabulary is).
+const SPLIT_ELEMS: usize = 8 << 20;
+
+/// Row blocks a multiple of this many rows keep candle's 16-row tiles whole.
+const SPLIT_ROW_MULTIPLE: usize = 16;
+
+/// A `[rows, cols]` weight, whose rows `fetch` provides, quantized as row blocks of at most
+/// `split_elems` elements.
+fn cpu_quantized_parts<B: GgmlType + Send + Sync + 'static>(
+    (rows, cols): (usize, usize),
+    split_elems: usize,
+    fetch: &Fetch,
+) -> Result<Linear> {
+    let part_rows = if rows * cols <= split_elems {
+        rows
+    } else {
+        (split_elems / cols / SPLIT_ROW_MULTIPLE).max(1) * SPLIT_ROW_MULTIPLE
+    };
+    let mut parts = Vec::with_capacity(rows.div_ceil(part_rows));
+    let mut r = 0;
+    while r < rows {
+        let n = part_rows.min(rows - r);
+        let part_fetch = |first: usize, count: usize| fetch(r + first, count);
+        parts.push(cpu_quantized_part::<B>((n, cols), &part_fetch)?);
+        r += n;
+    }
+    Ok(Linear::Quantized(parts))
+}
+
+fn cpu_quantized_part<B: GgmlType + Send + Sync + 'static>(
+    (rows, cols): (usize, usize),
+    fetch: &Fetch,
+) -> Result<QMatMul> {
+    let blocks = Arc::new(Blocks {
+        data: RwLock::new(quantize_fetched::<B>((rows, cols), fetch)?),
+        used: AtomicBool::new(false),
+    });
+    let storage = QStorage::Cpu(Box::new(SharedBlocks(blocks.clone())));
+    let q = QMatMul::from_qtensor(QTensor::new(storage, (rows, cols))?)?;
+    if cfg!(target_arch = "x86_64") {
+        let mut warm = vec![1];
+        if cpu_has_amx() {
+            warm.push(32);
+        }
+        for m in warm {
+            q.forward(&Tensor::zeros((m, cols), DType::F32, &Device::Cpu)?)?;
+        }
+        if !blocks.used.load(Ordering::SeqCst) {
+            let mut data = blocks.data.write().map_err(|_| poisoned())?;
+            *data = Vec::new();
+        }
+    }
+    Ok(q)
+}
+
+/// AMX tiles and AMX-INT8 (CPUID leaf 7, EDX bits 24 and 25), as candle checks them.
+fn cpu_has_amx() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[allow(unused_unsafe)]
+        // SAFETY: CPUID leaf 7 exists on every x86_64 CPU that runs this code.
+        let info = unsafe { std::arch::x86_64::__cpuid_count(7, 0) };
+        info.edx & (1 << 25) != 0 && info.edx & (1 << 24) != 0
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+fn poisoned() -> Error {
+    Error::from(candle_core::Error::Msg(
+        "quantized weights: a thread panicked while holding them".into(),
+    ))
+}
+
+/// Quantized blocks, and whether candle's own block kernels ever read them.
+struct Blocks<B> {
+    data: RwLock<Vec<B>>,
+    used: AtomicBool,
+}
+
+struct SharedBlocks<B>(Arc<Blocks<B>>);
+
+impl<B: GgmlType + Send + Sync> SharedBlocks<B> {
+    /// The blocks for a kernel that reads them; an error once they were released (no path
+    /// reaches here after the warm-up found the tiles in use).
+    fn read(&self) -> candle_core::Result<std::sync::RwLockReadGuard<'_, Vec<B>>> {
+        self.0.used.store(true, Ordering::SeqCst);
+        let data = self
+            .0
+            .data
+            .read()
+            .map_err(|_| candle_core::Error::Msg("quantized weights poisoned".into()))?;
+        if data.is_empty() {
+            candle_core::bail!("quantized weights were released after candle repacked them");
+        }
+        Ok(data)
+    }
+}
+
+impl<B: GgmlType + Send + Sync> QuantizedType for SharedBlocks<B> {
+    fn dtype(&self) -> GgmlDType {
+        B::DTYPE
+    }
+    fn matmul_t(
+        &self,
+        mkn: (usize, usize, usize),
+        lhs: &[f32],
+        dst: &mut [f32],
+    ) -> candle_core::Result<()> {
+        k_quants::matmul(mkn, lhs, &self.read()?, dst)
+    }
+    fn matmul_t_f16(
+        &self,
+        mkn: (usize, usize, usize),
+        lhs: &[half::f16],
+        dst: &mut [half::f16],
+    ) -> candle_core::Result<()> {
+        k_quants::matmul_f16(mkn, lhs, &self.read()?, dst)
+    }
+    fn embedding(
+        &self,
+        ids: &[u32],
+        rows: usize,
+        hidden: usize,
+    ) -> candle_core::Result<CpuStorage> {
+        QuantizedType::embedding(&*self.read()?, ids, rows, hidden)
+    }
+    fn dequantize(&self, elem_count: usize) -> candle_core::Result<CpuStorage> {
+        self.read()?.dequantize(elem_count)
+    }
+    fn storage_size_in_bytes(&self) -> usize {
+        self.size()
+    }
+    /// Candle's repacking reads the blocks through this pointer (while they are held).
+    fn as_ptr(&self) -> *const u8 {
+        self.0
+            .data
+            .read()
+            .map_or(std::ptr::null(), |d| d.as_ptr().cast())
+    }
+    fn block_size(&self) -> usize {
+        B::BLCK_SIZE
+    }
+    fn from_float(&mut self, xs: &[f32]) {
+        if let Ok(mut d) = self.0.data.write() {
+            B::from_float(xs, &mut d);
+        }
+    }
+    fn from_float_imatrix(&mut self, xs: &[f32], imatrix_weights: &[f32], n_per_row: usize) {
+        if let Ok(mut d) = self.0.data.write() {
+            B::from_float_imatrix(xs, &mut d, imatrix_weights, n_per_row);
+        }
+    }
+    fn size(&self) -> usize {
+        self.0
+            .data
+            .read()
+            .map_or(0, |d| d.len() * std::mem::size_of::<B>())
+    }
+}
+
+/// f32 elements widened at a time while quantizing: a bounded scratch instead of an f32 copy
+/// of the whole weight (which, for a 150k-row lm_head, is twice the bf16 weight itself).
+const QUANT_CHUNK_ELEMS: usize = 1 << 20;
+
+/// Quantizes `weight` `[out, in]` (any layout, `in` a multiple of `B`'s block) a few rows at a
+/// time into one block buffer that becomes the tensor's storage. Blocks never straddle rows,
+/// so the blocks are exactly those `QTensor::quantize` makes from the whole f32 tensor.
+#[cfg(test)]
+fn quantize_rows<B: GgmlType>(weight: &Tensor) -> Result<Vec<B>> {
+    quantize_fetched::<B>(weight.dims2()?, &|r, n| Ok(weight.narrow(0, r, n)?))
+}
+
+/// [`quantize_rows`] of a `[rows, cols]` weight whose rows `fetch(first, n)` provides, so a
+/// weight read from a file is never held whole.
+fn quantize_fetched<B: GgmlType>((rows, cols): (usize, usize), fetch: &Fetch) -> Result<Vec<B>> {
+    let blocks_per_row = cols / B::BLCK_SIZE;
+    let mut blocks = vec![B::zeros(); rows * blocks_per_row];
+    let step = (QUANT_CHUNK_ELEMS / cols).max(1);
+    let mut r = 0;
+    while r < rows {
+        let n = step.min(rows - r);
+        let chunk = fetch(r, n)?
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        B::from_float(
+            &chunk,
+            &mut blocks[r * blocks_per_row..(r + n) * blocks_per_row],
+        );
+        r += n;
+    }
+    Ok(blocks)
 }
 
 #[cfg(test)]
@@ -173,6 +530,152 @@ mod tests {
         assert!(Linear::from_weight(w.clone(), Quant::Q8_0)?.is_quantized());
         assert!(!Linear::from_weight(w, Quant::Q4K)?.is_quantized());
         Ok(())
+    }
+
+    /// Row-chunked quantization makes the very blocks candle makes from the whole f32 tensor,
+    /// also across chunk boundaries, for bf16 weights and transposed views.
+    #[test]
+    fn chunked_quantization_matches_whole() -> Result<()> {
+        let dev = Device::Cpu;
+        // 4100 rows of 512: more than one chunk, with a partial last one.
+        let w = Tensor::randn(0f32, 0.05, (4100, 512), &dev)?.to_dtype(DType::BF16)?;
+        for g in [GgmlDType::Q8_0, GgmlDType::Q4K] {
+            let whole = QTensor::quantize(&w.to_dtype(DType::F32)?, g)?;
+            let chunked = match g {
+                GgmlDType::Q8_0 => as_bytes(&quantize_rows::<BlockQ8_0>(&w)?),
+                _ => as_bytes(&quantize_rows::<BlockQ4K>(&w)?),
+            };
+            assert!(chunked == whole.data()?.to_vec(), "{g:?} blocks differ");
+        }
+        let wt = Tensor::randn(0f32, 0.05, (512, 96), &dev)?.t()?;
+        let whole = QTensor::quantize(&wt.contiguous()?, GgmlDType::Q8_0)?;
+        assert!(as_bytes(&quantize_rows::<BlockQ8_0>(&wt)?) == whole.data()?.to_vec());
+        Ok(())
+    }
+
+    /// Releasing the blocks after candle repacked them changes no product (all go through the
+    /// tiles, bit for bit as a plain QMatMul); a width candle does not repack keeps its blocks.
+    #[test]
+    fn released_blocks_change_no_product() -> Result<()> {
+        let dev = Device::Cpu;
+        for (quant, g, out, inp) in [
+            (Quant::Q8_0, GgmlDType::Q8_0, 48, 512),
+            (Quant::Q4K, GgmlDType::Q4K, 32, 512),
+            // 288 is no multiple of 256: candle 0.11 does not repack it.
+            (Quant::Q8_0, GgmlDType::Q8_0, 16, 288),
+        ] {
+            let w = Tensor::randn(0f32, 0.05, (out, inp), &dev)?;
+            let ours = Linear::from_weight(w.clone(), quant)?;
+            let plain = QMatMul::from_qtensor(QTensor::quantize(&w, g)?)?;
+            for m in [1, 5, 40] {
+                let x = Tensor::randn(0f32, 1.0, (m, inp), &dev)?;
+                let d: f32 = (ours.forward(&x)? - plain.forward(&x)?)?
+                    .abs()?
+                    .max_all()?
+                    .to_scalar()?;
+                assert_eq!(d, 0.0, "{quant:?} {out}x{inp}, {m} rows");
+            }
+            let held = ours.held_block_bytes().expect("quantized");
+            let full = inp / g.block_size() * out * g.type_size();
+            // Where candle repacks depends on the CPU; on AVX-512-VNNI (the machine the numbers
+            // in BENCHMARKS.md come from) both formats are repacked at widths of 256·k.
+            #[cfg(target_arch = "x86_64")]
+            let vnni = std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512vnni");
+            #[cfg(not(target_arch = "x86_64"))]
+            let vnni = false;
+            if vnni {
+                let want = if inp % 256 == 0 { 0 } else { full };
+                assert_eq!(held, want, "{quant:?} {out}x{inp}");
+            } else {
+                assert!(held == 0 || held == full, "{quant:?} {out}x{inp}: {held}");
+            }
+        }
+        Ok(())
+    }
+
+    /// A weight quantized as several row blocks gives the products of one quantized whole
+    /// (rows a multiple of 16, as the vocabularies are: each block takes the same kernel).
+    #[test]
+    fn split_weight_gives_the_same_products() -> Result<()> {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 0.05, (112, 512), &dev)?.to_dtype(DType::BF16)?;
+        let fetch = |r, n| Ok(w.narrow(0, r, n)?);
+        let whole = cpu_quantized_parts::<BlockQ8_0>((112, 512), usize::MAX, &fetch)?;
+        let split = cpu_quantized_parts::<BlockQ8_0>((112, 512), 40 * 512, &fetch)?;
+        match &split {
+            Linear::Quantized(parts) => assert_eq!(parts.len(), 4, "32+32+32+16 rows"),
+            Linear::Dense(_) => panic!("not quantized"),
+        }
+        for m in [1, 7] {
+            let x = Tensor::randn(0f32, 1.0, (1, m, 512), &dev)?.to_dtype(DType::BF16)?;
+            let (a, b) = (whole.forward(&x)?, split.forward(&x)?);
+            assert_eq!(b.dims(), &[1, m, 112]);
+            let d: f32 = (a.to_dtype(DType::F32)? - b.to_dtype(DType::F32)?)?
+                .abs()?
+                .max_all()?
+                .to_scalar()?;
+            assert_eq!(d, 0.0);
+        }
+        Ok(())
+    }
+
+    fn as_bytes<B>(blocks: &[B]) -> Vec<u8> {
+        // SAFETY: ggml blocks are repr(C) plain data; reading their bytes is what candle's
+        // QTensor::data does.
+        unsafe {
+            std::slice::from_raw_parts(blocks.as_ptr().cast::<u8>(), std::mem::size_of_val(blocks))
+        }
+        .to_vec()
+    }
+
+    /// The count follows the loader's rule: on the MoE fixture (D 64, expert width 40) Q8_0
+    /// quantizes everything but the experts' down_proj; the estimate matches what a load holds.
+    #[test]
+    fn quantized_parameter_count_follows_the_width_rule() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/models/moe-hub");
+        let cfg = super::super::Config::from_dir(&dir).unwrap();
+        let t = &cfg.text;
+        let m = t.moe.as_ref().unwrap();
+        assert_eq!(
+            (t.hidden_size, !m.moe_intermediate_size.is_multiple_of(32)),
+            (64, true)
+        );
+        let q8 = QuantizedParameters::count(&cfg, Quant::Q8_0, true);
+        // Count the fixture's layers as the loader builds them.
+        let (d, hd) = (t.hidden_size, t.head_dim);
+        let mut want = 0;
+        for layer in 0..t.num_hidden_layers {
+            want += d * (t.num_attention_heads + 2 * t.num_key_value_heads) * hd
+                + t.num_attention_heads * hd * d;
+            want += if t.is_moe_layer(layer) {
+                m.num_experts * 2 * m.moe_intermediate_size * d
+            } else {
+                3 * d * t.intermediate_size
+            };
+        }
+        want += t.vocab_size * d;
+        assert_eq!(q8.replaced, want as u64);
+        assert_eq!(q8.added, 0);
+        let tied = QuantizedParameters::count(&cfg, Quant::Q8_0, false);
+        assert_eq!(tied.added, (t.vocab_size * d) as u64);
+        // Q4_K: no fixture width is a multiple of 256.
+        assert_eq!(
+            QuantizedParameters::count(&cfg, Quant::Q4K, true),
+            QuantizedParameters::default()
+        );
+        assert_eq!(
+            QuantizedParameters::default().weight_bytes(1000, 2, Quant::None),
+            2000
+        );
+        let q = QuantizedParameters {
+            replaced: 640,
+            added: 64,
+        };
+        // 360 at bf16, 704 at 34/32 bytes.
+        assert_eq!(q.weight_bytes(1000, 2, Quant::Q8_0), 720 + 748);
+        assert_eq!(Quant::Q4K.bytes_per_weight(), Some(144.0 / 256.0));
     }
 
     #[test]

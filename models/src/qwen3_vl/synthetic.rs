@@ -186,6 +186,13 @@ impl Synthetic {
         })
     }
 
+    /// The same model with a smaller vocabulary (embeddings and lm_head of `vocab` rows), for
+    /// tests that want the real layer sizes in a lighter file.
+    pub fn with_vocab(mut self, vocab: usize) -> Self {
+        self.vocab = vocab;
+        self
+    }
+
     /// A folder name that identifies the content (for a cache of generated checkpoints).
     pub fn dir_name(&self) -> String {
         format!(

@@ -1,5 +1,5 @@
 //! Opening a checkpoint's safetensors (spec §2): one `model.safetensors`, or shards listed in
-//! `model.safetensors.index.json`, memory-mapped and exposed as a `candle_nn::VarBuilder`.
+//! `model.safetensors.index.json`, exposed as a `candle_nn::VarBuilder`.
 //!
 //! The safetensors headers are parsed and checked here, at open time, rather than by candle's
 //! loader: the header gives every tensor's dtype, shape and byte range, so a truncated or
@@ -7,15 +7,21 @@
 //! runs. Errors that surface later through the `VarBuilder` (a tensor the model asks for is
 //! missing, or has another shape) are carried inside the candle error and turned back into
 //! [`Error::MissingTensor`] / [`Error::BadTensor`] by `From<candle_core::Error> for Error`.
+//!
+//! Tensors are read with positioned reads straight into the buffer the model keeps, not copied
+//! out of a memory map: a map's pages stay resident (and count in the process's memory) until
+//! the whole map is dropped, so copying out of one needed the checkpoint's size twice at the
+//! peak. A tensor converted to another dtype is read and converted a bounded chunk at a time,
+//! so the only full-size buffer is the converted one.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use candle_core::{DType, Device, Shape, Tensor};
+use candle_core::{DType, Device, Shape, Tensor, WithDType};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
-use memmap2::Mmap;
 use serde::Deserialize;
 
 use crate::{Error, Result};
@@ -24,11 +30,15 @@ use crate::{Error, Result};
 /// bound); refusing it early avoids allocating whatever a corrupt length prefix claims.
 const MAX_HEADER_BYTES: u64 = 100_000_000;
 
-/// One memory-mapped weight file.
+/// Bytes read (and converted) at a time when a tensor changes dtype on load: large enough that
+/// the per-chunk overhead vanishes, small enough not to matter next to the weights.
+const CONVERT_CHUNK_BYTES: usize = 1 << 20;
+
+/// One open weight file.
 struct WeightFile {
     /// File name as shown in errors (relative to the checkpoint directory).
     name: String,
-    mmap: Mmap,
+    file: File,
 }
 
 /// Where one tensor lives.
@@ -137,13 +147,14 @@ impl Checkpoint {
                     source: e,
                 },
             })?;
-            // SAFETY: the map is read-only; the usual mmap caveat applies (another process
-            // truncating the file while we run), as with every mmap-based loader.
-            let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::Io {
-                context: format!("memory-mapping {}", path.display()),
-                source: e,
-            })?;
-            for (tname, entry) in parse_header(&mmap, name, &path)? {
+            let file_len = file
+                .metadata()
+                .map_err(|e| Error::Io {
+                    context: format!("reading the size of {}", path.display()),
+                    source: e,
+                })?
+                .len();
+            for (tname, entry) in read_header(&file, file_len, name, &path)? {
                 tensors.insert(
                     tname,
                     TensorEntry {
@@ -154,7 +165,7 @@ impl Checkpoint {
             }
             files.push(WeightFile {
                 name: name.to_string(),
-                mmap,
+                file,
             });
         }
         Ok(Self {
@@ -169,21 +180,46 @@ impl Checkpoint {
         &self.dir
     }
 
-    /// Whether the checkpoint has a tensor of this (full) name.
+    /// Whether the checkpoint has a tensor of this (full) name, or `name` is a row range of one
+    /// (see [`rows_name`]).
     pub fn contains(&self, name: &str) -> bool {
-        self.tensors.contains_key(name)
+        self.entry(name).is_some()
     }
 
     /// The stored shape of a tensor, read from its header (no data is touched).
-    pub fn shape(&self, name: &str) -> Option<&[usize]> {
-        self.tensors.get(name).map(|t| t.shape.as_slice())
+    pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.entry(name).map(|t| t.shape)
     }
 
     /// The file a tensor lives in, as shown in errors.
     pub fn file_of(&self, name: &str) -> Option<&str> {
-        self.tensors
-            .get(name)
-            .map(|t| self.files[t.file].name.as_str())
+        self.entry(name).map(|t| self.files[t.file].name.as_str())
+    }
+
+    /// Where `name`'s bytes are: a stored tensor, or rows `a..b` of one (`x[a..b]`, see
+    /// [`rows_name`]; the first axis cut to those rows, which are contiguous in the file).
+    fn entry(&self, name: &str) -> Option<TensorEntry> {
+        if let Some(t) = self.tensors.get(name) {
+            return Some(t.clone());
+        }
+        let (parent, range) = name.strip_suffix(']')?.rsplit_once('[')?;
+        let (a, b) = range.split_once("..")?;
+        let (a, b): (usize, usize) = (a.parse().ok()?, b.parse().ok()?);
+        let whole = self.tensors.get(parent)?;
+        let (&first, rest) = whole.shape.split_first()?;
+        if a >= b || b > first {
+            return None;
+        }
+        let row_bytes = rest.iter().product::<usize>() * whole.dtype.as_ref().ok()?.size_in_bytes();
+        let mut shape = whole.shape.clone();
+        shape[0] = b - a;
+        Some(TensorEntry {
+            file: whole.file,
+            dtype: whole.dtype.clone(),
+            shape,
+            start: whole.start + a * row_bytes,
+            end: whole.start + b * row_bytes,
+        })
     }
 
     /// Every tensor name (unordered).
@@ -207,7 +243,7 @@ impl Checkpoint {
 
     /// Loads a tensor in its stored shape, converted to `dtype`, on `device`.
     pub fn load(&self, name: &str, dtype: DType, device: &Device) -> Result<Tensor> {
-        let entry = self.tensors.get(name).ok_or_else(|| Error::MissingTensor {
+        let entry = &self.entry(name).ok_or_else(|| Error::MissingTensor {
             name: name.to_string(),
             file: self.where_missing(),
         })?;
@@ -218,16 +254,19 @@ impl Checkpoint {
             reason,
         };
         let stored = entry.dtype.clone().map_err(bad)?;
-        let bytes = &file.mmap[entry.start..entry.end];
-        // Decode on the CPU (from the mapped bytes), then convert and move; converting first
-        // keeps the device copy at the target dtype's size.
-        let t = Tensor::from_raw_buffer(bytes, stored, &entry.shape, &Device::Cpu)
-            .map_err(|e| bad(format!("cannot decode ({e})")))?;
-        let t = if stored == dtype {
-            t
-        } else {
-            t.to_dtype(dtype)?
-        };
+        let t = read_tensor(&file.file, entry, stored, dtype).map_err(|e| match e {
+            ReadError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => bad(format!(
+                "file is truncated: it ended before the tensor's bytes {}..{} (changed on disk \
+                 since it was opened?)",
+                entry.start, entry.end
+            )),
+            ReadError::Io(e) => Error::Io {
+                context: format!("reading tensor {name} from {}", file.name),
+                source: e,
+            },
+            ReadError::Candle(e) => bad(format!("cannot decode ({e})")),
+        })?;
+        // Converted on the CPU first, so a device copy is made once, at the target dtype.
         Ok(t.to_device(device)?)
     }
 
@@ -239,7 +278,7 @@ impl Checkpoint {
         dtype: DType,
         device: &Device,
     ) -> Result<Tensor> {
-        if let Some(entry) = self.tensors.get(name) {
+        if let Some(entry) = self.entry(name) {
             if entry.shape.as_slice() != shape.dims() {
                 return Err(Error::BadTensor {
                     name: name.to_string(),
@@ -261,24 +300,51 @@ impl Checkpoint {
     }
 }
 
+/// The name under which a [`Checkpoint`]'s `VarBuilder` serves rows `start..end` (along the
+/// first axis) of the stored tensor `name`, read from the file alone. Loaders that quantize
+/// read large weights and the fused MoE experts a part at a time this way, so no whole
+/// full-precision copy of them is ever held. Other `VarBuilder`s do not have such names.
+pub fn rows_name(name: &str, start: usize, end: usize) -> String {
+    format!("{name}[{start}..{end}]")
+}
+
+/// Whether `vb` serves row ranges of `name` (a [`Checkpoint`]'s does) and the stored tensor has
+/// exactly `rows` rows along its first axis.
+pub fn serves_rows(vb: &VarBuilder, name: &str, rows: usize) -> bool {
+    rows > 0
+        && vb.contains_tensor(&rows_name(name, rows - 1, rows))
+        && !vb.contains_tensor(&rows_name(name, rows, rows + 1))
+}
+
 /// Opens `dir`'s weights and returns a `VarBuilder` loading them as `dtype` on `device`.
 pub fn open_var_builder(dir: &Path, dtype: DType, device: &Device) -> Result<VarBuilder<'static>> {
     Ok(Arc::new(Checkpoint::open(dir)?).var_builder(dtype, device))
 }
 
-/// Parses and checks one file's header. Entries come back with `file: 0`.
-fn parse_header(data: &[u8], name: &str, path: &Path) -> Result<Vec<(String, TensorEntry)>> {
+/// Reads, parses and checks one file's header (`file_len` bytes long). Entries come back with
+/// `file: 0`.
+fn read_header(
+    file: &File,
+    file_len: u64,
+    name: &str,
+    path: &Path,
+) -> Result<Vec<(String, TensorEntry)>> {
     let bad_file = |reason: String| Error::BadFile {
         path: path.to_path_buf(),
         reason,
     };
-    let file_len = data.len() as u64;
+    let io = |e: std::io::Error| Error::Io {
+        context: format!("reading the header of {}", path.display()),
+        source: e,
+    };
     if file_len < 8 {
         return Err(bad_file(format!(
             "{file_len} bytes is too short for a safetensors file (truncated?)"
         )));
     }
-    let header_len = u64::from_le_bytes(data[..8].try_into().expect("8 bytes"));
+    let mut prefix = [0u8; 8];
+    read_exact_at(file, &mut prefix, 0).map_err(io)?;
+    let header_len = u64::from_le_bytes(prefix);
     if header_len > MAX_HEADER_BYTES || header_len > file_len - 8 {
         return Err(bad_file(format!(
             "header claims {header_len} bytes but the file has {file_len} (truncated or not \
@@ -286,7 +352,9 @@ fn parse_header(data: &[u8], name: &str, path: &Path) -> Result<Vec<(String, Ten
         )));
     }
     let data_start = 8 + header_len as usize;
-    let header: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&data[8..data_start])
+    let mut header_bytes = vec![0u8; header_len as usize];
+    read_exact_at(file, &mut header_bytes, 8).map_err(io)?;
+    let header: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&header_bytes)
         .map_err(|e| bad_file(format!("safetensors header is not valid JSON ({e})")))?;
     let mut out = Vec::with_capacity(header.len());
     for (tname, value) in header {
@@ -323,7 +391,7 @@ fn parse_header(data: &[u8], name: &str, path: &Path) -> Result<Vec<(String, Ten
             }
         }
         let abs_end = data_start.checked_add(end);
-        if abs_end.is_none_or(|e| e > data.len()) {
+        if abs_end.is_none_or(|e| e as u64 > file_len) {
             return Err(bad(format!(
                 "file is truncated: the tensor's data ends at byte {} but the file has only {} \
                  bytes",
@@ -343,6 +411,115 @@ fn parse_header(data: &[u8], name: &str, path: &Path) -> Result<Vec<(String, Ten
         ));
     }
     Ok(out)
+}
+
+/// Why reading a tensor failed: the file, or candle turning its bytes into a tensor.
+enum ReadError {
+    Io(std::io::Error),
+    Candle(candle_core::Error),
+}
+
+impl From<std::io::Error> for ReadError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+impl From<candle_core::Error> for ReadError {
+    fn from(e: candle_core::Error) -> Self {
+        Self::Candle(e)
+    }
+}
+
+/// Reads `entry`'s bytes (stored as `stored`) into a CPU tensor of `dtype`.
+fn read_tensor(
+    file: &File,
+    entry: &TensorEntry,
+    stored: DType,
+    dtype: DType,
+) -> std::result::Result<Tensor, ReadError> {
+    macro_rules! as_type {
+        ($t:ty) => {
+            read_as::<$t>(file, entry, stored)
+        };
+    }
+    match dtype {
+        DType::F32 => as_type!(f32),
+        DType::BF16 => as_type!(half::bf16),
+        DType::F16 => as_type!(half::f16),
+        DType::F64 => as_type!(f64),
+        DType::I64 => as_type!(i64),
+        DType::I32 => as_type!(i32),
+        DType::I16 => as_type!(i16),
+        DType::U32 => as_type!(u32),
+        DType::U8 => as_type!(u8),
+        other => Err(ReadError::Candle(candle_core::Error::Msg(format!(
+            "loading as {other:?} is not supported"
+        )))),
+    }
+}
+
+/// Reads a tensor into one buffer of `T` that becomes the tensor's storage. Same dtype: the
+/// file's bytes land in it directly. Another dtype: each chunk is decoded and converted by
+/// candle (so the rounding is exactly `Tensor::to_dtype`'s) and copied into place.
+fn read_as<T: WithDType>(
+    file: &File,
+    entry: &TensorEntry,
+    stored: DType,
+) -> std::result::Result<Tensor, ReadError> {
+    let numel: usize = entry.shape.iter().product();
+    let mut out = vec![T::from_f64(0.0); numel];
+    if stored == T::DTYPE {
+        read_exact_at(file, as_bytes_mut(&mut out), entry.start as u64)?;
+    } else {
+        let elem = stored.size_in_bytes();
+        let per_chunk = (CONVERT_CHUNK_BYTES / elem).max(1);
+        let mut raw = vec![0u8; per_chunk.min(numel) * elem];
+        let mut done = 0;
+        while done < numel {
+            let n = per_chunk.min(numel - done);
+            let bytes = &mut raw[..n * elem];
+            read_exact_at(file, bytes, (entry.start + done * elem) as u64)?;
+            let chunk = Tensor::from_raw_buffer(bytes, stored, &[n], &Device::Cpu)?
+                .to_dtype(T::DTYPE)?
+                .to_vec1::<T>()?;
+            out[done..done + n].copy_from_slice(&chunk);
+            done += n;
+        }
+    }
+    Ok(Tensor::from_vec(out, entry.shape.as_slice(), &Device::Cpu)?)
+}
+
+/// The bytes of a buffer of plain numbers (every `WithDType` is one: no padding, any bit
+/// pattern valid), to read a file straight into it.
+fn as_bytes_mut<T: WithDType>(v: &mut [T]) -> &mut [u8] {
+    // SAFETY: T is a plain-old-data number type (u8..f64, f16, bf16): every byte pattern is a
+    // valid value and there is no padding; the slice covers exactly v's memory.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
+}
+
+/// Fills `buf` from `offset` without moving a shared cursor (tensors may be read from several
+/// threads); a file shorter than asked is `UnexpectedEof`.
+#[cfg(unix)]
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !buf.is_empty() {
+        match file.seek_read(buf, offset) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn parse_dtype(s: &str) -> std::result::Result<DType, String> {
@@ -564,6 +741,120 @@ mod tests {
             matches!(&err, Error::BadTensor { name, .. } if name == "w"),
             "{err}"
         );
+    }
+
+    /// A converted load goes through the file in chunks; the values are exactly candle's
+    /// `to_dtype` of the whole tensor, across chunk boundaries, and the unconverted load is
+    /// bit-identical to the file.
+    #[test]
+    fn chunked_conversion_matches_to_dtype() {
+        let d = tmpdir("chunked");
+        // More elements than one chunk holds (and not a multiple of it).
+        let n = CONVERT_CHUNK_BYTES / 4 * 2 + 12345;
+        let values: Vec<f32> = (0..n)
+            .map(|i| (i as f32 * 0.37).sin() * 1e3 + 1e-3)
+            .collect();
+        write_st(&d.join("model.safetensors"), &[("w", &[n], &values)]);
+        let ck = Checkpoint::open(&d).unwrap();
+        let whole = Tensor::from_slice(&values, n, &Device::Cpu).unwrap();
+        for dtype in [DType::BF16, DType::F16, DType::F64] {
+            let got = ck.load("w", dtype, &Device::Cpu).unwrap();
+            let want = whole.to_dtype(dtype).unwrap();
+            assert_eq!(got.dtype(), dtype);
+            let same: u8 = got
+                .eq(&want)
+                .unwrap()
+                .min_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            assert_eq!(same, 1, "{dtype:?} differs from to_dtype");
+        }
+        let f32s: Vec<f32> = ck
+            .load("w", DType::F32, &Device::Cpu)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert!(f32s
+            .iter()
+            .zip(&values)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+
+    /// A file cut short after it was opened (the header was fine then) names the tensor whose
+    /// bytes are missing, rather than reading garbage.
+    #[test]
+    fn file_truncated_after_open_names_tensor() {
+        let d = tmpdir("shrunk");
+        let p = d.join("model.safetensors");
+        write_st(&p, &[("a", &[4], &[1.0; 4]), ("b", &[8], &[2.0; 8])]);
+        let ck = Checkpoint::open(&d).unwrap();
+        let len = std::fs::metadata(&p).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(len - 8)
+            .unwrap();
+        assert!(ck.load("a", DType::F32, &Device::Cpu).is_ok());
+        match ck.load("b", DType::BF16, &Device::Cpu).unwrap_err() {
+            Error::BadTensor { name, file, reason } => {
+                assert_eq!(name, "b");
+                assert_eq!(file, "model.safetensors");
+                assert!(reason.contains("truncated"), "{reason}");
+            }
+            other => panic!("wrong error: {other}"),
+        }
+    }
+
+    /// `x[a..b]` reads rows a..b of a stored `x`; an empty, reversed or out-of-range range, or
+    /// a name that is no tensor, is missing.
+    #[test]
+    fn row_ranges_read_from_the_file() {
+        let d = tmpdir("rows");
+        let values: Vec<f32> = (0..24).map(|v| v as f32).collect();
+        write_st(
+            &d.join("model.safetensors"),
+            &[("e.w", &[3, 2, 4], &values)],
+        );
+        let ck = Arc::new(Checkpoint::open(&d).unwrap());
+        assert_eq!(ck.shape(&rows_name("e.w", 1, 3)), Some(vec![2, 2, 4]));
+        let s: Vec<f32> = ck
+            .load_shaped(
+                "e.w[1..2]",
+                &Shape::from((1, 2, 4)),
+                DType::F32,
+                &Device::Cpu,
+            )
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(s, values[8..16].to_vec());
+        for missing in [
+            "e.w[3..4]",
+            "e.w[2..2]",
+            "e.w[2..1]",
+            "e.x[0..1]",
+            "e.w[0..x]",
+        ] {
+            assert!(!ck.contains(missing), "{missing}");
+        }
+        assert!(matches!(
+            ck.load("e.w[3..4]", DType::F32, &Device::Cpu).unwrap_err(),
+            Error::MissingTensor { .. }
+        ));
+        assert!(matches!(
+            ck.load_shaped("e.w[0..1]", &Shape::from((2, 4)), DType::F32, &Device::Cpu)
+                .unwrap_err(),
+            Error::BadTensor { .. }
+        ));
+        let vb = ck.var_builder(DType::F32, &Device::Cpu);
+        assert!(serves_rows(&vb, "e.w", 3));
+        assert!(!serves_rows(&vb, "e.w", 2) && !serves_rows(&vb, "e.w", 4));
+        let other = VarBuilder::from_tensors(HashMap::new(), DType::F32, &Device::Cpu);
+        assert!(!serves_rows(&other, "e.w", 3));
     }
 
     #[test]

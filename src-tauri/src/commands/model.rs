@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use glimpse_models::engine::{DeviceKind, Engine, LoadOptions};
 use glimpse_models::qwen3_vl::config::Architecture;
+use glimpse_models::qwen3_vl::Quant;
 use serde::Serialize;
 use tauri::ipc::Channel;
 use tauri::State;
@@ -20,7 +21,8 @@ use crate::state::{AppState, ModelInfo};
 
 /// Loads the checkpoint in `path` on a blocking thread, replacing the loaded model. The folder
 /// is validated and the device, dtype and memory checked first (a refusal says why; without a
-/// dtype, or with `auto`, the CPU gets f32 when it fits, else bf16); the old
+/// dtype, or with `auto`, the CPU gets f32 when it fits, else bf16; `quant` (none, q8_0, q4k)
+/// quantizes the text decoder and counts in the memory check); the old
 /// model is dropped before the new one loads so two never share memory. Stages stream through
 /// `on_progress`; the answer includes the memory the model took.
 #[tauri::command]
@@ -29,9 +31,11 @@ pub async fn load_model(
     path: String,
     device: Option<String>,
     dtype: Option<String>,
+    quant: Option<String>,
     on_progress: Channel<LoadProgress>,
 ) -> Result<ModelInfo> {
     let device: DeviceKind = device.as_deref().unwrap_or("cpu").parse()?;
+    let quant: Quant = quant.as_deref().unwrap_or("none").parse()?;
     let dtype = match dtype.as_deref() {
         None | Some("auto") => None,
         Some(text) => Some(load_check::parse_dtype(text).ok_or_else(|| {
@@ -61,6 +65,7 @@ pub async fn load_model(
             &check_dir,
             device,
             dtype,
+            quant,
             Backends::compiled(),
             &system,
             freed_by_unload,
@@ -82,7 +87,7 @@ pub async fn load_model(
             &LoadOptions {
                 device,
                 dtype: candle_dtype,
-                ..Default::default()
+                quant,
             },
             &mut |stage| send(engine_stage(stage)),
         )?;
@@ -115,6 +120,7 @@ pub async fn load_model(
             DeviceKind::Metal => "metal",
         },
         dtype: dtype_name(dtype),
+        quant: quant.name(),
         load_ms,
         memory_bytes,
         warnings,

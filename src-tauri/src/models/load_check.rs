@@ -3,7 +3,7 @@
 //! warning. After loading, [`resident_bytes`] measures what the model took.
 
 use glimpse_models::engine::{DeviceKind, LoadStage};
-use glimpse_models::qwen3_vl::Config;
+use glimpse_models::qwen3_vl::{Config, Quant, QuantizedParameters};
 use std::path::Path;
 
 use serde::Serialize;
@@ -43,20 +43,36 @@ pub enum LoadRefusal {
         feature: &'static str,
     },
     #[error(
-        "{model} needs about {} in {dtype} on the {where_} (weights {} plus {} for the context and \
-         working memory), but only {} is available; choose a smaller model{}",
+        "{model} needs about {} in {dtype}{} on the {where_} (weights {} plus {} for the context \
+         and working memory), but only {} is available; choose a smaller model{}{}",
+        quant_phrase(*quant),
         human_bytes(*needed), human_bytes(*weights), human_bytes(needed - weights),
         human_bytes(*available),
-        if *dtype == "f32" { " or a 16-bit precision" } else { "" }
+        if *dtype == "f32" { " or a 16-bit precision" } else { "" },
+        match quant {
+            Quant::None => " or quantized weights (8-bit or 4-bit)",
+            Quant::Q8_0 => " or 4-bit weights",
+            Quant::Q4K => "",
+        }
     )]
     NotEnoughMemory {
         model: String,
         dtype: &'static str,
+        quant: Quant,
         where_: &'static str,
         needed: u64,
         weights: u64,
         available: u64,
     },
+}
+
+/// " with 8-bit weights" and the like; nothing for unquantized weights.
+fn quant_phrase(quant: Quant) -> &'static str {
+    match quant {
+        Quant::None => "",
+        Quant::Q8_0 => " with 8-bit (Q8_0) weights",
+        Quant::Q4K => " with 4-bit (Q4_K) weights",
+    }
 }
 
 impl LoadRefusal {
@@ -76,17 +92,23 @@ pub struct LoadRequest<'a> {
     pub parameters: u64,
     pub device: DeviceKind,
     pub dtype: Dtype,
+    /// Quantization of the text decoder at load; fewer bytes for the weights it covers.
+    pub quant: Quant,
     pub backends: Backends,
     pub system: &'a SystemInfo,
     /// Memory the currently loaded model holds; it is dropped before the new one loads.
     pub freed_by_unload: u64,
 }
 
-/// Bytes the model needs at `dtype`: weights, KV cache for [`CONTEXT_TOKENS`], and
+/// Bytes the model needs at `dtype` with `quant`: weights (the quantized layers counted by the
+/// engine's rule, [`QuantizedParameters`]), KV cache for [`CONTEXT_TOKENS`], and
 /// [`RUNTIME_ALLOWANCE`]; the same rule as the catalogue, applied to a local folder's own numbers.
-pub fn memory_need(config: &Config, parameters: u64, dtype: Dtype) -> (u64, u64) {
+/// A tied model is taken to have no `lm_head.weight` of its own, so quantizing adds a quantized
+/// copy of its embeddings.
+pub fn memory_need(config: &Config, parameters: u64, dtype: Dtype, quant: Quant) -> (u64, u64) {
     let t = &config.text;
-    let weights = parameters * dtype.bytes();
+    let weights = QuantizedParameters::count(config, quant, !config.tie_word_embeddings)
+        .weight_bytes(parameters, dtype.bytes(), quant);
     let kv = 2 * (t.num_hidden_layers * t.num_key_value_heads * t.head_dim) as u64 * dtype.bytes();
     (weights, weights + kv * CONTEXT_TOKENS + RUNTIME_ALLOWANCE)
 }
@@ -116,7 +138,7 @@ pub fn check_load(req: &LoadRequest) -> Result<Vec<String>, LoadRefusal> {
             dtype_name(req.dtype)
         ));
     }
-    let (weights, needed) = memory_need(req.config, req.parameters, req.dtype);
+    let (weights, needed) = memory_need(req.config, req.parameters, req.dtype, req.quant);
     // Only the CPU's memory is known for certain; a GPU's free memory when nvidia-smi told us.
     let (where_, available) = match req.device {
         DeviceKind::Cpu => (
@@ -134,6 +156,7 @@ pub fn check_load(req: &LoadRequest) -> Result<Vec<String>, LoadRefusal> {
             return Err(LoadRefusal::NotEnoughMemory {
                 model: req.model.to_string(),
                 dtype: dtype_name(req.dtype),
+                quant: req.quant,
                 where_,
                 needed,
                 weights,
@@ -158,6 +181,7 @@ pub fn preflight(
     dir: &Path,
     device: DeviceKind,
     dtype: Option<Dtype>,
+    quant: Quant,
     backends: Backends,
     system: &SystemInfo,
     freed_by_unload: u64,
@@ -182,6 +206,7 @@ pub fn preflight(
         parameters,
         device,
         dtype,
+        quant,
         backends,
         system,
         freed_by_unload,
@@ -327,6 +352,7 @@ mod tests {
             parameters,
             device,
             dtype,
+            quant: Quant::None,
             backends: Backends {
                 cuda: false,
                 metal: false,
@@ -390,7 +416,7 @@ mod tests {
     fn memory_need_counts_weights_kv_and_allowance() {
         let c = config();
         let t = &c.text;
-        let (weights, total) = memory_need(&c, 1000, Dtype::Bf16);
+        let (weights, total) = memory_need(&c, 1000, Dtype::Bf16, Quant::None);
         assert_eq!(weights, 2000);
         let kv = 2 * (t.num_hidden_layers * t.num_key_value_heads * t.head_dim) as u64 * 2;
         assert_eq!(total, 2000 + kv * CONTEXT_TOKENS + RUNTIME_ALLOWANCE);
@@ -409,7 +435,16 @@ mod tests {
     fn preflight_picks_f32_on_the_cpu_when_it_fits_else_bf16_with_a_reason() {
         let dir = fixture();
         let roomy = system(16 * GIB, None);
-        let p = preflight(&dir, DeviceKind::Cpu, None, CPU_ONLY, &roomy, 0).unwrap();
+        let p = preflight(
+            &dir,
+            DeviceKind::Cpu,
+            None,
+            Quant::None,
+            CPU_ONLY,
+            &roomy,
+            0,
+        )
+        .unwrap();
         assert_eq!((p.dtype, p.warnings.len()), (Dtype::F32, 0));
         // The fixture is tiny; what decides is weights + KV + the 1 GiB allowance. Between the
         // bf16 and the f32 need, only bf16 fits.
@@ -418,22 +453,121 @@ mod tests {
             Validation::Usable { parameters, .. } => parameters,
             v => panic!("{v:?}"),
         };
-        let (_, bf16) = memory_need(&config, parameters, Dtype::Bf16);
-        let (_, f32) = memory_need(&config, parameters, Dtype::F32);
+        let (_, bf16) = memory_need(&config, parameters, Dtype::Bf16, Quant::None);
+        let (_, f32) = memory_need(&config, parameters, Dtype::F32, Quant::None);
         let tight = system((bf16 + f32) / 2, None);
-        let p = preflight(&dir, DeviceKind::Cpu, None, CPU_ONLY, &tight, 0).unwrap();
+        let p = preflight(
+            &dir,
+            DeviceKind::Cpu,
+            None,
+            Quant::None,
+            CPU_ONLY,
+            &tight,
+            0,
+        )
+        .unwrap();
         assert_eq!(p.dtype, Dtype::Bf16);
         assert!(p.warnings[0].contains("f32 would need"), "{:?}", p.warnings);
         assert!(p.warnings[1].contains("slower"), "{:?}", p.warnings);
         // An explicit choice is checked as asked.
-        let err =
-            preflight(&dir, DeviceKind::Cpu, Some(Dtype::F32), CPU_ONLY, &tight, 0).unwrap_err();
+        let err = preflight(
+            &dir,
+            DeviceKind::Cpu,
+            Some(Dtype::F32),
+            Quant::None,
+            CPU_ONLY,
+            &tight,
+            0,
+        )
+        .unwrap_err();
         assert_eq!(err.kind(), "notEnoughMemory");
         let none = system(bf16 / 2, None);
-        let err = preflight(&dir, DeviceKind::Cpu, None, CPU_ONLY, &none, 0).unwrap_err();
+        let err =
+            preflight(&dir, DeviceKind::Cpu, None, Quant::None, CPU_ONLY, &none, 0).unwrap_err();
         assert_eq!(err.kind(), "notEnoughMemory");
-        let err = preflight(&dir, DeviceKind::Cuda, None, CPU_ONLY, &roomy, 0).unwrap_err();
+        let err = preflight(
+            &dir,
+            DeviceKind::Cuda,
+            None,
+            Quant::None,
+            CPU_ONLY,
+            &roomy,
+            0,
+        )
+        .unwrap_err();
         assert_eq!(err.kind(), "deviceNotCompiled");
+    }
+
+    /// Quantized weights need fewer bytes, by the engine's rule: on the MoE fixture (D 64) Q8_0
+    /// covers the attention, dense MLP, experts' gate_up and lm_head; Q4_K covers nothing
+    /// (no width is a multiple of 256), so it needs what unquantized weights need. A load that
+    /// does not fit unquantized fits with 8-bit weights, and the refusal says so.
+    #[test]
+    fn quantized_weights_need_less_memory() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/moe-hub");
+        let config = Config::from_dir(&dir).unwrap();
+        let parameters = match validate(&dir) {
+            Validation::Usable { parameters, .. } => parameters,
+            v => panic!("{v:?}"),
+        };
+        let (w_none, need_none) = memory_need(&config, parameters, Dtype::F32, Quant::None);
+        let (w_q8, need_q8) = memory_need(&config, parameters, Dtype::F32, Quant::Q8_0);
+        let (w_q4, _) = memory_need(&config, parameters, Dtype::F32, Quant::Q4K);
+        assert_eq!(w_none, parameters * 4);
+        assert_eq!(w_q4, w_none);
+        let q = QuantizedParameters::count(&config, Quant::Q8_0, !config.tie_word_embeddings);
+        assert!(q.replaced > parameters / 4, "{q:?} of {parameters}");
+        assert_eq!(
+            w_q8,
+            (parameters - q.replaced) * 4
+                + ((q.replaced + q.added) as f64 * 34.0 / 32.0).ceil() as u64
+        );
+        assert_eq!(
+            need_none - w_none,
+            need_q8 - w_q8,
+            "the KV cache does not change"
+        );
+
+        let tight = system((need_none + need_q8) / 2, None);
+        let err = preflight(
+            &dir,
+            DeviceKind::Cpu,
+            Some(Dtype::F32),
+            Quant::None,
+            CPU_ONLY,
+            &tight,
+            0,
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), "notEnoughMemory");
+        assert!(err.to_string().contains("quantized weights"), "{err}");
+        let p = preflight(
+            &dir,
+            DeviceKind::Cpu,
+            Some(Dtype::F32),
+            Quant::Q8_0,
+            CPU_ONLY,
+            &tight,
+            0,
+        )
+        .unwrap();
+        assert_eq!(p.dtype, Dtype::F32);
+        let none = system(need_q8 / 2, None);
+        let err = preflight(
+            &dir,
+            DeviceKind::Cpu,
+            Some(Dtype::F32),
+            Quant::Q8_0,
+            CPU_ONLY,
+            &none,
+            0,
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("with 8-bit (Q8_0) weights") && msg.contains("4-bit"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -443,6 +577,7 @@ mod tests {
             tmp.path(),
             DeviceKind::Cpu,
             None,
+            Quant::None,
             CPU_ONLY,
             &system(16 * GIB, None),
             0,

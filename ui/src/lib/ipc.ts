@@ -76,6 +76,8 @@ export type Device = 'cpu' | 'cuda' | 'metal';
 export type DType = 'f32' | 'bf16' | 'f16';
 /** `auto`: the back end picks (f32 on the CPU when it fits in memory, else bf16). */
 export type DTypeChoice = DType | 'auto';
+/** How the text decoder's weights are held: as loaded, 8-bit (Q8_0) or 4-bit (Q4_K). */
+export type Quant = 'none' | 'q8_0' | 'q4k';
 
 export interface ModelInfo {
   path: string;
@@ -83,6 +85,8 @@ export interface ModelInfo {
   architecture: 'dense' | 'moe';
   device: Device;
   dtype: DType;
+  /** Absent from backends older than the quantization selector. */
+  quant?: Quant;
   loadMs: number;
   /** Growth of the app's resident memory across the load; absent where not measurable. */
   memoryBytes?: number | null;
@@ -168,10 +172,11 @@ export function loadModel(
   device?: Device,
   dtype?: DTypeChoice,
   onProgress: (progress: LoadProgress) => void = () => {},
+  quant?: Quant,
 ): Promise<Result<ModelInfo>> {
   const ch = new Channel<LoadProgress>();
   ch.onmessage = onProgress;
-  return call<ModelInfo>('load_model', { path, device, dtype, onProgress: ch });
+  return call<ModelInfo>('load_model', { path, device, dtype, quant, onProgress: ch });
 }
 
 export function loadedModel(): Promise<Result<ModelInfo | null>> {

@@ -54,7 +54,7 @@ const STAGES: Record<string, string> = {
   readingConfig: 'Reading the configuration',
   readingProcessor: 'Reading the tokenizer and processor',
   openingDevice: 'Opening the device',
-  mappingWeights: 'Mapping the weights',
+  mappingWeights: 'Opening the weight files',
   buildingModel: 'Building the vision tower and decoder',
 };
 

@@ -10,6 +10,7 @@ import {
   type Device,
   type LoadProgress,
   type ModelInfo,
+  type Quant,
 } from '../ipc';
 
 export class ModelsState {
@@ -22,6 +23,7 @@ export class ModelsState {
   error = $state<AppError | null>(null);
   device = $state<Device>('cpu');
   dtype = $state<DTypeChoice>('auto');
+  quant = $state<Quant>('none');
 
   async refresh(): Promise<void> {
     const status = await appStatus();
@@ -40,7 +42,13 @@ export class ModelsState {
     this.loading = path;
     this.progress = null;
     this.error = null;
-    const result = await loadModel(path, this.device, this.dtype, (p) => (this.progress = p));
+    const result = await loadModel(
+      path,
+      this.device,
+      this.dtype,
+      (p) => (this.progress = p),
+      this.quant,
+    );
     this.loading = null;
     this.progress = null;
     if (result.ok) this.loaded = result.value;
