@@ -16,7 +16,7 @@ use candle_core::{DType, Device, IndexOp, Tensor};
 
 use crate::generation::{
     self, CancelToken, Decode, GenerationConfig, GenerationStats, LanguageModel, Overrides,
-    SamplingParams, StreamEvent,
+    PrefillHooks, PrefillProgress, SamplingParams, StreamEvent,
 };
 use crate::processor::{Message, PrepareHooks, ProcessedInputs, Processor, RenderOptions};
 use crate::qwen3_vl::model::{LogitsFor, Prompt, Qwen3VLModel, VisualInput};
@@ -268,6 +268,7 @@ impl Engine {
         let mut lm = Bound {
             model: &mut self.model,
             prepared,
+            hooks: PrefillHooks::default(),
         };
         lm.prefill()
     }
@@ -281,6 +282,20 @@ impl Engine {
         cancel: &CancelToken,
         on_event: &mut dyn FnMut(StreamEvent),
     ) -> Result<GenerationStats> {
+        self.generate_with(prepared, params, cancel, &mut |_| {}, on_event)
+    }
+
+    /// [`Engine::generate`], telling `on_progress` after each vision block and decoder layer of
+    /// the prefill (the wait before the first token). `cancel` is also checked between vision
+    /// blocks: set during the prefill, it ends the call with [`Error::Cancelled`].
+    pub fn generate_with(
+        &mut self,
+        prepared: &Prepared,
+        params: &SamplingParams,
+        cancel: &CancelToken,
+        on_progress: &mut dyn FnMut(PrefillProgress),
+        on_event: &mut dyn FnMut(StreamEvent),
+    ) -> Result<GenerationStats> {
         let total = prepared.input_ids().len() + params.max_new_tokens;
         if total > self.context_length() {
             return Err(Error::ContextTooLong {
@@ -292,6 +307,10 @@ impl Engine {
         let mut lm = Bound {
             model: &mut self.model,
             prepared,
+            hooks: PrefillHooks {
+                progress: Some(on_progress),
+                cancel: Some(cancel),
+            },
         };
         generation::generate(
             &mut lm,
@@ -319,6 +338,7 @@ fn ends_inside_think(prompt: &str) -> bool {
 struct Bound<'a> {
     model: &'a mut Qwen3VLModel,
     prepared: &'a Prepared,
+    hooks: PrefillHooks<'a>,
 }
 
 impl LanguageModel for Bound<'_> {
@@ -337,7 +357,7 @@ impl LanguageModel for Bound<'_> {
         };
         Ok(self
             .model
-            .prefill(&prompt, LogitsFor::Last, &mut NoProbe)?
+            .prefill_with(&prompt, LogitsFor::Last, &mut NoProbe, &mut self.hooks)?
             .i(0)?)
     }
 

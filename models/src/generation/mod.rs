@@ -8,6 +8,7 @@
 
 mod config;
 mod detok;
+mod prefill;
 mod sampler;
 mod think;
 
@@ -19,6 +20,7 @@ use candle_core::Tensor;
 
 pub use config::{GenerationConfig, Overrides, SamplingParams};
 pub use detok::{Decode, IncrementalDecoder};
+pub use prefill::{PrefillHooks, PrefillProgress, PrefillStage};
 pub use sampler::Sampler;
 pub use think::{Segment, ThinkSplitter};
 

@@ -12,6 +12,7 @@ use super::quant::{Linear, Quant};
 use super::text::{DeepStack, NoProbe, Probe, TextModel};
 use super::vision::{VisionModel, VisionOutput};
 use super::weights::open_var_builder;
+use crate::generation::{PrefillHooks, PrefillStage};
 use crate::{Error, Result};
 
 /// Pixels of the images (or of the videos) of one prompt, as the processor produced them.
@@ -52,6 +53,8 @@ pub struct Qwen3VLModel {
     image_token_id: u32,
     video_token_id: u32,
     vocab_size: usize,
+    /// Decoder layers: the steps of the prompt stage of prefill progress.
+    num_text_layers: usize,
     /// Set by `prefill`, used by `decode`.
     rope_delta: i64,
 }
@@ -83,6 +86,7 @@ impl Qwen3VLModel {
             image_token_id: cfg.image_token_id,
             video_token_id: cfg.video_token_id,
             vocab_size: cfg.text.vocab_size,
+            num_text_layers: cfg.text.num_hidden_layers,
             rope_delta: 0,
         })
     }
@@ -147,6 +151,20 @@ impl Qwen3VLModel {
         logits_for: LogitsFor,
         probe: &mut dyn Probe,
     ) -> Result<Tensor> {
+        self.prefill_with(prompt, logits_for, probe, &mut PrefillHooks::default())
+    }
+
+    /// [`Qwen3VLModel::prefill`] reporting each vision block and decoder layer through
+    /// `hooks.progress`, and stopping with [`Error::Cancelled`] between vision blocks (and
+    /// before the decoder) once `hooks.cancel` is set. A cancelled prefill leaves the cache
+    /// empty.
+    pub fn prefill_with(
+        &mut self,
+        prompt: &Prompt,
+        logits_for: LogitsFor,
+        probe: &mut dyn Probe,
+        hooks: &mut PrefillHooks,
+    ) -> Result<Tensor> {
         self.clear_cache();
         let ids = prompt.input_ids;
         let l = ids.len();
@@ -167,8 +185,9 @@ impl Qwen3VLModel {
         }
 
         // 1. Vision features: images and videos are encoded in separate calls, like HF.
-        let images = self.encode(prompt.images, "image", probe)?;
-        let videos = self.encode(prompt.videos, "video", probe)?;
+        let images = self.encode(prompt.images, PrefillStage::Images, probe, hooks)?;
+        let videos = self.encode(prompt.videos, PrefillStage::Videos, probe, hooks)?;
+        hooks.check_cancel()?;
 
         // 2. Token embeddings, then the splice: k-th image pad <- k-th image feature row,
         //    likewise for videos. Done as one gather over [text rows; image rows; video rows].
@@ -230,10 +249,25 @@ impl Qwen3VLModel {
             levels: &levels,
         });
 
-        // 4. Decoder and logits.
-        let hidden =
+        // 4. Decoder and logits. Layer progress rides on the probe's `text.layers.{i}` taps,
+        //    so the decoder loop itself knows nothing of it.
+        let total = self.num_text_layers;
+        let hidden = if hooks.reports() {
+            let mut counting = LayerProgress {
+                inner: probe,
+                hooks,
+                total,
+            };
+            self.language_model.forward(
+                &inputs_embeds,
+                prompt.positions,
+                deepstack,
+                &mut counting,
+            )?
+        } else {
             self.language_model
-                .forward(&inputs_embeds, prompt.positions, deepstack, probe)?;
+                .forward(&inputs_embeds, prompt.positions, deepstack, probe)?
+        };
         self.rope_delta = prompt.rope_delta;
         self.logits(&hidden, &logits_for, probe)
     }
@@ -275,21 +309,39 @@ impl Qwen3VLModel {
     fn encode(
         &self,
         input: Option<VisualInput>,
-        prefix: &str,
+        stage: PrefillStage,
         probe: &mut dyn Probe,
+        hooks: &mut PrefillHooks,
     ) -> Result<Option<VisionOutput>> {
         let Some(input) = input else {
             return Ok(None);
         };
+        let prefix = match stage {
+            PrefillStage::Videos => "video",
+            _ => "image",
+        };
         let pixel_values = input.pixel_values.to_dtype(self.dtype())?;
+        let depth = self.visual.depth();
+        let mut after_block = |done: usize| {
+            hooks.check_cancel()?;
+            hooks.report(stage, done, depth);
+            Ok(())
+        };
         let out = if probe.enabled() {
             // The tower's intermediates under the fixture names: `image.blocks.3`, ….
-            self.visual
-                .forward_probed(&pixel_values, input.grid_thw, &mut |name, t| {
-                    probe.record(&format!("{prefix}.{name}"), t)
-                })?
+            self.visual.forward_hooked(
+                &pixel_values,
+                input.grid_thw,
+                &mut |name, t| probe.record(&format!("{prefix}.{name}"), t),
+                &mut after_block,
+            )?
         } else {
-            self.visual.forward(&pixel_values, input.grid_thw)?
+            self.visual.forward_hooked(
+                &pixel_values,
+                input.grid_thw,
+                &mut |_, _| {},
+                &mut after_block,
+            )?
         };
         Ok(Some(out))
     }
@@ -317,6 +369,28 @@ impl Qwen3VLModel {
             probe.record("logits", &logits);
         }
         Ok(logits.to_dtype(DType::F32)?)
+    }
+}
+
+/// Passes every tap on to `inner` and counts the decoder's `text.layers.{i}` outputs as prompt
+/// progress.
+struct LayerProgress<'p, 'h, 'a> {
+    inner: &'p mut dyn Probe,
+    hooks: &'h mut PrefillHooks<'a>,
+    total: usize,
+}
+
+impl Probe for LayerProgress<'_, '_, '_> {
+    fn record(&mut self, name: &str, tensor: &Tensor) {
+        if self.inner.enabled() {
+            self.inner.record(name, tensor);
+        }
+        let layer = name
+            .strip_prefix("text.layers.")
+            .and_then(|i| i.parse::<usize>().ok());
+        if let Some(i) = layer {
+            self.hooks.report(PrefillStage::Prompt, i + 1, self.total);
+        }
     }
 }
 

@@ -85,6 +85,24 @@ impl VisionModel {
         grid_thw: &[Grid],
         probe: &mut dyn FnMut(&str, &Tensor),
     ) -> Result<VisionOutput> {
+        self.forward_hooked(pixel_values, grid_thw, probe, &mut |_| Ok(()))
+    }
+
+    /// The number of ViT blocks: [`VisionModel::forward_hooked`] reports this many steps.
+    pub fn depth(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// [`VisionModel::forward_probed`], calling `after_block(b + 1)` once each block `b` is
+    /// done. An error from it (a cancel between blocks) stops the encode and is returned as is,
+    /// so a long encode can be abandoned within one block.
+    pub fn forward_hooked(
+        &self,
+        pixel_values: &Tensor,
+        grid_thw: &[Grid],
+        probe: &mut dyn FnMut(&str, &Tensor),
+        after_block: &mut dyn FnMut(usize) -> Result<()>,
+    ) -> Result<VisionOutput> {
         self.check_inputs(pixel_values, grid_thw)?;
         let m = self.spatial_merge_size;
         let device = pixel_values.device();
@@ -128,6 +146,7 @@ impl VisionModel {
                 probe(&format!("deepstack.{}", deepstack.len()), &feature);
                 deepstack.push(feature);
             }
+            after_block(b + 1)?;
         }
 
         // 6. Final merger. [Np, Dv] → [Np/m², D_text]
