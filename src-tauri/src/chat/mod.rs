@@ -268,6 +268,10 @@ pub struct StatsView {
     pub prefill_ms: f64,
     pub decode_tokens_per_s: f64,
     pub finish_reason: FinishReason,
+    /// From the start of the answer (media decoding included) to its first token; absent when
+    /// none came.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_token_ms: Option<f64>,
 }
 
 impl From<&EngineStats> for StatsView {
@@ -278,6 +282,7 @@ impl From<&EngineStats> for StatsView {
             prefill_ms: s.prefill_ms,
             decode_tokens_per_s: s.decode_tokens_per_s,
             finish_reason: s.finish_reason,
+            first_token_ms: None,
         }
     }
 }
@@ -319,7 +324,9 @@ pub enum GenerationEvent {
     Error {
         error: ErrorView,
     },
-    /// Work before the first token: `stage` `video` counts extracted video frames.
+    /// Work before the first token, in order: `video` counts extracted video frames, then
+    /// (after `started`) `image` and `videoFrames` the vision tower's blocks over the images and
+    /// the videos, `prompt` the decoder's layers over the whole prompt.
     Progress {
         stage: &'static str,
         done: usize,

@@ -1,11 +1,14 @@
 //! Answering: one generation at a time on its own thread, streamed to a sink (the IPC channel
 //! in the app, a Vec in tests) and into the history through a [`StreamWriter`].
 
+use std::cell::RefCell;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use glimpse_models::engine::Engine;
-use glimpse_models::generation::{CancelToken, FinishReason, Segment, StreamEvent};
+use glimpse_models::generation::{
+    CancelToken, FinishReason, PrefillProgress, PrefillStage, Segment, StreamEvent,
+};
 use glimpse_models::processor::{Message, PrepareHooks, VideoProgress};
 use serde_json::Value;
 
@@ -307,6 +310,9 @@ fn answer(
     write_error: &mut Option<AppError>,
     sink: &mut Sink,
 ) -> Result<StatsView> {
+    // Time to first token as the user waits for it: media decoding and resizing, the vision
+    // tower and the decoder's prefill, up to the first token's event.
+    let asked = Instant::now();
     let (min, max) = settings.pixel_budget(loaded.checkpoint_budget);
     loaded.engine.processor.set_image_pixel_budget(min, max)?;
     // Frame extraction reports through the same sink as the tokens; the hook may be called from
@@ -336,6 +342,7 @@ fn answer(
                 prefill_ms: 0.0,
                 decode_tokens_per_s: 0.0,
                 finish_reason: FinishReason::Cancelled,
+                first_token_ms: None,
             })
         }
         Err(e) => return Err(e.into()),
@@ -346,6 +353,16 @@ fn answer(
         prompt_tokens,
     });
     let params = loaded.engine.sampling_params(&settings.overrides());
+    // Prefill progress and tokens both go to the sink, from this thread, one at a time.
+    let sink = RefCell::new(sink);
+    let mut on_progress = |p: PrefillProgress| {
+        (sink.borrow_mut())(GenerationEvent::Progress {
+            stage: prefill_stage_name(p.stage),
+            done: p.done,
+            total: p.total,
+        })
+    };
+    let mut first_token_ms = None;
     let mut on_event = |event: StreamEvent| {
         let (segments, elapsed) = match event {
             StreamEvent::Token {
@@ -368,17 +385,24 @@ fn answer(
                 cancel.cancel();
             }
         }
-        sink(GenerationEvent::Token {
+        if first_token_ms.is_none() {
+            first_token_ms = Some(asked.elapsed().as_secs_f64() * 1000.0);
+        }
+        (sink.borrow_mut())(GenerationEvent::Token {
             text,
             thinking,
             elapsed_ms: elapsed.as_secs_f64() * 1000.0,
         });
     };
-    match loaded
-        .engine
-        .generate(&prepared, &params, cancel, &mut on_event)
-    {
-        Ok(stats) => Ok(StatsView::from(&stats)),
+    let result =
+        loaded
+            .engine
+            .generate_with(&prepared, &params, cancel, &mut on_progress, &mut on_event);
+    match result {
+        Ok(stats) => Ok(StatsView {
+            first_token_ms,
+            ..StatsView::from(&stats)
+        }),
         // Cancelled before the first token: an empty, interrupted answer.
         Err(glimpse_models::Error::Cancelled) => Ok(StatsView {
             prompt_tokens,
@@ -386,7 +410,18 @@ fn answer(
             prefill_ms: 0.0,
             decode_tokens_per_s: 0.0,
             finish_reason: FinishReason::Cancelled,
+            first_token_ms: None,
         }),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// The `stage` of a [`GenerationEvent::Progress`] for each part of the prefill (`video` is
+/// frame extraction, before it).
+fn prefill_stage_name(stage: PrefillStage) -> &'static str {
+    match stage {
+        PrefillStage::Images => "image",
+        PrefillStage::Videos => "videoFrames",
+        PrefillStage::Prompt => "prompt",
     }
 }

@@ -580,3 +580,5 @@ fn a_here_reference_to_an_unknown_video_is_refused_before_anything_is_stored() {
     assert_eq!(w.message_count(c), 0);
     assert!(!w.slot.is_busy());
 }
+
+mod prefill;
