@@ -134,6 +134,47 @@ export function chatTests(open) {
     assert(errors.length === 0, `page errors: ${errors.join('; ')}`);
   });
 
+  test('an image answer shows the image being read, then the prompt, then the answer with its time to first token', async () => {
+    const { page, errors } = await ready(open, 60);
+    await attachCat(page);
+    // Every label the bar shows, with the answer's text length at that moment (the steps are
+    // quicker than Playwright's polling, so a MutationObserver keeps them).
+    await page.evaluate(() => {
+      const seen = [];
+      window.__prefillSeen = seen;
+      new MutationObserver(() => {
+        const label = document.querySelector('[data-testid="prefill-label"]')?.textContent;
+        const text = [...document.querySelectorAll('[data-testid="message"][data-role="assistant"] .answer')].at(-1)?.textContent ?? '';
+        if (label && seen.at(-1)?.label !== label) seen.push({ label, text: text.trim().length });
+      }).observe(document.body, { subtree: true, childList: true, characterData: true, attributes: true });
+    });
+    await ask(page, 'Where is the cat?');
+    const bar = page.getByTestId('prefill-progress');
+    await answer(page).and(page.locator('[data-status="complete"]')).waitFor({ timeout: 10_000 });
+    const seen = await page.evaluate(() => window.__prefillSeen);
+    const labels = seen.map((s) => s.label);
+    const want = [12, 25, 37, 50, 62, 75, 87, 100].map((p) => `Reading the image… ${p}%`).concat([25, 50, 75, 100].map((p) => `Reading the prompt… ${p}%`));
+    assert(JSON.stringify(labels) === JSON.stringify(want), `labels ${JSON.stringify(labels)}`);
+    assert(seen.every((s) => s.text === 0), 'answer text while the image was read');
+    assert((await bar.count()) === 0, 'the progress bar stayed after the answer');
+    const stats = answer(page).getByTestId('answer-stats');
+    const line = await stats.textContent();
+    assert(/ · first token \d+ ms · /.test(line), `stats line was ${line}`);
+    assert(Number(await stats.getAttribute('data-first-token-ms')) >= 12 * 60, 'the first token came before the prefill ended');
+
+    // Stop while the image is read: no text, marked stopped, the bar gone.
+    await page.getByTestId('attach-path').fill('/home/ada/Pictures/cat.png');
+    await page.getByTestId('attach-path').press('Enter');
+    await page.locator('form').getByTestId('vision-tokens').waitFor({ timeout: 5_000 });
+    await ask(page, 'Where is the cat now?');
+    await page.waitForFunction(() => document.querySelector('[data-testid="prefill-progress"][data-stage="image"]') !== null, null, { timeout: 5_000, polling: 'raf' });
+    await page.getByTestId('cancel-prefill').click();
+    await answer(page).and(page.locator('[data-status="interrupted"]')).waitFor({ timeout: 5_000 });
+    assert((await bar.count()) === 0, 'the progress bar stayed after stop');
+    assert((await answer(page).locator('.answer').allTextContents()).join('').trim() === '', 'text after stop');
+    assert(errors.length === 0, `page errors: ${errors.join('; ')}`);
+  });
+
   test('stop mid-stream keeps the partial answer, marked stopped', async () => {
     const { page, errors } = await ready(open, 80);
     await ask(page, 'Where is the cat?');

@@ -105,6 +105,10 @@ export const WEBM: Attachment = {
   fps: 10,
 };
 
+/** The tiny vision tower and decoder the mock pretends to run before an image answer's first token. */
+export const MOCK_VISION_BLOCKS = 8;
+export const MOCK_TEXT_LAYERS = 4;
+
 /** The video answer the mock streams: a frame tag, plain seconds and a range. */
 export const VIDEO_ANSWER = 'The ball appears at <2.5 seconds> and bounces from 4.0 to 5.5 seconds.';
 export const HERE_ANSWER = 'Here, around 00:07, the ball rolls out of the picture.';
@@ -168,17 +172,28 @@ export function installMockBackend(scenario: Scenario, options: MockOptions = {}
 
   const now = () => new Date().toISOString();
 
-  function stream(channelId: number, answer: StoredMessage, text: string, firstIndex = 0) {
+  /** After `started`, an answer with images reports the vision tower's blocks, then the prompt's
+   *  layers (MOCK_VISION_BLOCKS, MOCK_TEXT_LAYERS), one per tick, before its first token. */
+  function stream(channelId: number, answer: StoredMessage, text: string, firstIndex = 0, images = 0) {
     const job = { cancel: false };
     running = job;
     let index = firstIndex;
     const send = (message: GenerationEvent) =>
       internals().runCallback(channelId, { index: index++, message });
+    const asked = Date.now();
     send({ type: 'started', messageId: answer.id, promptTokens: 42 });
+    const prefill: GenerationEvent[] =
+      images > 0
+        ? [
+            ...Array.from({ length: MOCK_VISION_BLOCKS }, (_, k) => ({ type: 'progress' as const, stage: 'image' as const, done: k + 1, total: MOCK_VISION_BLOCKS })),
+            ...Array.from({ length: MOCK_TEXT_LAYERS }, (_, k) => ({ type: 'progress' as const, stage: 'prompt' as const, done: k + 1, total: MOCK_TEXT_LAYERS })),
+          ]
+        : [];
+    let firstTokenMs: number | undefined;
     const pieces = chunks(text, 4);
     let i = 0;
     const finish = (finishReason: GenerationStats['finishReason']) => {
-      const stats = { promptTokens: 42, generatedTokens: i, prefillMs: 31, decodeTokensPerS: 25, finishReason };
+      const stats = { promptTokens: 42, generatedTokens: i, prefillMs: 31, decodeTokensPerS: 25, finishReason, ...(firstTokenMs === undefined ? {} : { firstTokenMs }) };
       answer.status = finishReason === 'cancelled' ? 'interrupted' : 'complete';
       answer.stats = stats;
       running = null;
@@ -189,7 +204,14 @@ export function installMockBackend(scenario: Scenario, options: MockOptions = {}
       // The test that started this stream has ended and cleared the mocks.
       if (typeof (internals() as Partial<ReturnType<typeof internals>> | undefined)?.runCallback !== 'function') return;
       if (job.cancel) return finish('cancelled');
+      const step = prefill.shift();
+      if (step) {
+        send(step);
+        setTimeout(tick, tokenMs);
+        return;
+      }
       if (i === pieces.length) return finish('eos');
+      firstTokenMs ??= Date.now() - asked;
       answer.content += pieces[i];
       send({ type: 'token', text: pieces[i++], thinking: '', elapsedMs: i * tokenMs });
       setTimeout(tick, tokenMs);
@@ -227,15 +249,15 @@ export function installMockBackend(scenario: Scenario, options: MockOptions = {}
     setTimeout(tick, tokenMs);
   }
 
-  function generate(conversationId: number, channel: { id: number }, text: string, frames = 0) {
+  function generate(conversationId: number, channel: { id: number }, text: string, frames = 0, images = 0) {
     const list = messages.get(conversationId) ?? [];
     const answer: StoredMessage = { id: nextId++, role: 'assistant', content: '', status: 'streaming', attachments: [] };
     list.push(answer);
     messages.set(conversationId, list);
     const c = conversations.get(conversationId);
     if (c) c.updatedAt = now();
-    if (frames > 0) extract(channel.id, answer, frames, () => stream(channel.id, answer, answerFor(text), frames));
-    else stream(channel.id, answer, answerFor(text));
+    if (frames > 0) extract(channel.id, answer, frames, () => stream(channel.id, answer, answerFor(text), frames, images));
+    else stream(channel.id, answer, answerFor(text), 0, images);
     return answer.id;
   }
 
@@ -356,7 +378,8 @@ export function installMockBackend(scenario: Scenario, options: MockOptions = {}
         const user: StoredMessage = { id: nextId++, role: 'user', content: String(args.text), status: 'complete', attachments };
         messages.get(id)?.push(user);
         const frames = attachments.filter((a) => a.kind === 'video').reduce((n, a) => n + mockPlan(a.video ?? {}, (a.durationMs ?? 10_000) / 1000).frameTimes.length, 0);
-        const assistantMessageId = generate(id, args.onEvent as { id: number }, user.content, frames);
+        const images = attachments.filter((a) => a.kind === 'image').length;
+        const assistantMessageId = generate(id, args.onEvent as { id: number }, user.content, frames, images);
         return { userMessageId: user.id, assistantMessageId };
       }
       case 'regenerate': {

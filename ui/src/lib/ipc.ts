@@ -140,6 +140,9 @@ export interface GenerationStats {
   prefillMs: number;
   decodeTokensPerS: number;
   finishReason: 'eos' | 'length' | 'cancelled';
+  /** From the start of the answer (media decoding included) to its first token; absent when no
+   *  token came, and in answers stored before it was measured. */
+  firstTokenMs?: number;
 }
 
 export interface StoredMessage {
@@ -299,8 +302,11 @@ export interface VideoPlan {
   end: number;
 }
 
-/** Frame extraction before the answer starts (`done` of `total` frames decoded). */
-export type ProgressEvent = { type: 'progress'; stage: 'video'; done: number; total: number };
+/** Work before the first token, in order: `video` counts extracted frames (before `started`);
+ *  then `image` / `videoFrames` the vision tower's blocks over the images / videos, and `prompt`
+ *  the decoder's layers over the whole prompt. */
+export type ProgressStage = 'video' | 'image' | 'videoFrames' | 'prompt';
+export type ProgressEvent = { type: 'progress'; stage: ProgressStage; done: number; total: number };
 
 export function videoPlan(hash: string, options: VideoRequest): Promise<Result<VideoPlan>> {
   return call<VideoPlan>('video_plan', { hash, options });

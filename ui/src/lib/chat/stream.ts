@@ -15,7 +15,7 @@ export function applyEvent(message: StoredMessage, event: GenerationEvent): Stor
     case 'started':
       return { ...message, id: event.messageId };
     case 'progress':
-      // Frame extraction: shown by the progress bar (ChatState.progress), not in the text.
+      // Work before the first token: shown by the progress bar (ChatState.progress), not in the text.
       return message;
     case 'token': {
       const thinking = (message.thinking ?? '') + event.thinking;

@@ -2,7 +2,7 @@
 // The chat state against the mocked backend: events arrive through a real Channel.
 import { clearMocks } from '@tauri-apps/api/mocks';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { CAT, GROUNDING_ANSWER, ONE_MODEL, installMockBackend } from '../../../e2e/mock-backend';
+import { CAT, GROUNDING_ANSWER, MOCK_TEXT_LAYERS, MOCK_VISION_BLOCKS, ONE_MODEL, installMockBackend } from '../../../e2e/mock-backend';
 import { createConversation, loadModel } from '../ipc';
 import { ChatState } from './chat.svelte';
 import { ComposerState } from './composer.svelte';
@@ -33,6 +33,30 @@ describe('ChatState', () => {
     expect(chat.messages[1].stats?.finishReason).toBe('eos');
     expect(chat.generating).toBe(false);
     expect(finished).toHaveBeenCalledOnce();
+  });
+
+  it('shows the image being read, then the prompt, until the first token; the answer keeps its time to first token', async () => {
+    const id = await started();
+    const chat = new ChatState();
+    const seen: string[] = [];
+    const stop = $effect.root(() => {
+      $effect(() => {
+        const p = chat.progress;
+        if (p) seen.push(`${p.stage} ${p.done}/${p.total} ${chat.messages[1]?.content.length ?? 0}`);
+      });
+    });
+    await chat.send(id, 'Where is the cat?', [CAT], {});
+    await vi.waitFor(() => expect(chat.messages[1].status).toBe('complete'));
+    stop();
+    expect(chat.progress).toBeNull();
+    // Every step, in order, while the answer is still empty.
+    const want = [
+      ...Array.from({ length: MOCK_VISION_BLOCKS }, (_, k) => `image ${k + 1}/${MOCK_VISION_BLOCKS} 0`),
+      ...Array.from({ length: MOCK_TEXT_LAYERS }, (_, k) => `prompt ${k + 1}/${MOCK_TEXT_LAYERS} 0`),
+    ];
+    expect(seen).toStrictEqual(want);
+    expect(chat.messages[1].content).toBe(GROUNDING_ANSWER);
+    expect(chat.messages[1].stats?.firstTokenMs).toBeGreaterThan(0);
   });
 
   it('stop marks the answer interrupted with its partial text', async () => {

@@ -1,5 +1,6 @@
 // The open conversation's messages and the generation streaming into it. Events go through the
 // pure reducer in ../chat/stream.ts; this class only decides which message they land on.
+import type { Progress } from '../chat/progress';
 import { applyEvent, pendingAnswer } from '../chat/stream';
 import {
   cancelGeneration,
@@ -24,8 +25,9 @@ export class ChatState {
   /** A generation runs, in this conversation or one the user has left since (the backend runs
    *  one at a time, so the send button waits for it either way). */
   running = $state(false);
-  /** Video frame extraction of the running answer, until its first token (issue 7). */
-  progress = $state<{ done: number; total: number } | null>(null);
+  /** The running answer's work before its first token: frame extraction (issue 7), then the
+   *  vision tower and the prompt's prefill (issue 8). */
+  progress = $state<Progress | null>(null);
   /** Called when a generation ends, so the conversation list can show the new order/title. */
   onFinished: () => void = () => {};
 
@@ -52,7 +54,9 @@ export class ChatState {
     return (event) => {
       const ended = event.type === 'done' || event.type === 'error';
       if (ended) this.running = false;
-      this.progress = event.type === 'progress' ? { done: event.done, total: event.total } : null;
+      // `started` comes between frame extraction and the prefill: it keeps the bar up.
+      if (event.type === 'progress') this.progress = { stage: event.stage, done: event.done, total: event.total };
+      else if (event.type !== 'started') this.progress = null;
       if (this.conversationId === conversation && this.messages[index] !== undefined) {
         this.messages[index] = applyEvent(this.messages[index], event);
       }
