@@ -8,13 +8,15 @@
 mod bench;
 mod model_dir;
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use glimpse_models::engine::{parse_dtype, DeviceKind, Engine, LoadOptions, Prepared};
-use glimpse_models::generation::{CancelToken, Overrides, Segment, StreamEvent};
+use glimpse_models::generation::{
+    CancelToken, Overrides, PrefillProgress, PrefillStage, Segment, StreamEvent,
+};
 use glimpse_models::processor::{
     Content, ImageInput, Message, PrepareHooks, Processor, RenderOptions, VideoInput, VideoOptions,
 };
@@ -242,7 +244,24 @@ fn generate(args: GenerateArgs) -> Result<()> {
             let _ = out.flush();
         }
     };
-    let stats = engine.generate(&prepared, &params, &cancel, &mut on_event)?;
+    // The wait before the first token, on one self-erasing stderr line when a person watches.
+    let show_progress = stream && std::io::stderr().is_terminal();
+    let mut on_progress = |p: PrefillProgress| {
+        if !show_progress {
+            return;
+        }
+        let what = match p.stage {
+            PrefillStage::Images => "reading the image",
+            PrefillStage::Videos => "reading the video",
+            PrefillStage::Prompt => "reading the prompt",
+        };
+        eprint!("\r\x1b[K{what} {}/{}", p.done, p.total);
+        if p.stage == PrefillStage::Prompt && p.done == p.total {
+            eprint!("\r\x1b[K");
+        }
+    };
+    let stats =
+        engine.generate_with(&prepared, &params, &cancel, &mut on_progress, &mut on_event)?;
     if args.json {
         let line = serde_json::json!({
             "text": stats.text,
