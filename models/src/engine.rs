@@ -4,6 +4,7 @@
 //! Engine::load(dir, options)        config, processor (tokenizer, template), weights
 //!   .prepare(messages, options)     media → pixel values, prompt → ids, ids → 3-row positions
 //!   .generate(prepared, params, …)  prefill + decode loop, one event per token
+//!   .generate_with(…, on_progress, …) the same, telling each vision block / decoder layer
 //! ```
 //! Contract: `load` and `prepare` fail with a named [`Error`] on any bad file or input and
 //! never panic; `generate` can be cancelled from another thread through a [`CancelToken`] and

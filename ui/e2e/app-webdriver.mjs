@@ -81,6 +81,15 @@ test('a grounding answer streams in, its box is drawn, and both survive a restar
     await loadGroundingModel(driver, session);
     await setInput(driver, session, 'setting-temperature', 'Temperature', '0');
     await attachRedSquare(driver, session);
+    // The stages the prefill bar showed (the tiny model reads its image in milliseconds, so a
+    // MutationObserver keeps what a poll would miss).
+    await exec(driver, session,
+      `const seen = (window.__prefillSeen = []);
+       new MutationObserver(() => {
+         const bar = document.querySelector('[data-testid="prefill-progress"]');
+         const step = bar && bar.dataset.stage + ' ' + bar.dataset.done + '/' + bar.dataset.total;
+         if (step && seen.at(-1) !== step) seen.push(step);
+       }).observe(document.body, { subtree: true, childList: true, attributes: true });`);
     await ask(driver, session, PROMPT);
     const answer = await until('a complete answer', async () => {
       const a = await lastAnswer(driver, session);
@@ -88,6 +97,14 @@ test('a grounding answer streams in, its box is drawn, and both survive a restar
     }, 60_000);
     assert(answer.status === 'complete', `answer status ${answer.status}: ${answer.text}`);
     assert(answer.text.includes('red square'), `answer text: ${answer.text}`);
+    const seen = await exec(driver, session, 'return window.__prefillSeen;');
+    // The fixture's 4 vision blocks, then its 4 decoder layers, as the real engine reported them.
+    assert(seen.includes('image 4/4') && seen.includes('prompt 4/4'), `prefill steps seen: ${JSON.stringify(seen)}`);
+    assert(seen.indexOf('image 4/4') < seen.indexOf('prompt 4/4'), `prefill order: ${JSON.stringify(seen)}`);
+    const ttft = await exec(driver, session,
+      `return [...document.querySelectorAll('[data-testid="answer-stats"]')].at(-1)?.dataset.firstTokenMs ?? null;`);
+    assert(Number(ttft) > 0, `time to first token in the stats: ${ttft}`);
+    console.log(`     time to first token shown for the grounding fixture: ${Number(ttft).toFixed(1)} ms; prefill steps ${JSON.stringify(seen)}`);
     const { box } = await until(`a grounding-box at ${BBOX}`, () => groundingBox(driver, session));
     assert((await attr(driver, session, box, 'data-label')) === 'red square', 'box label');
     // Bring the drawn box into view: the screenshot doubles as the README's picture of a real run.

@@ -56,7 +56,8 @@ fn an_image_answer_reports_the_vision_tower_and_the_prompt_before_its_first_toke
         .unwrap()
         .message(MessageId(ids.assistant_message_id))
         .unwrap();
-    assert_eq!(stored.stats.unwrap()["firstTokenMs"].as_f64(), Some(ttft));
+    let kept = stored.stats.unwrap()["firstTokenMs"].as_f64().unwrap();
+    assert!((kept - ttft).abs() < 1e-6, "stored {kept}, sent {ttft}");
 }
 
 #[test]
@@ -107,4 +108,41 @@ fn stop_while_the_image_is_read_ends_at_the_next_block_with_an_interrupted_answe
         .unwrap();
     assert_eq!(answer.status, MessageStatus::Interrupted);
     assert_eq!(answer.content, "");
+}
+
+#[test]
+fn a_video_answer_reports_frames_then_the_tower_over_them_then_the_prompt() {
+    let w = World::new().with_grounding_model();
+    let (depth, layers) = depths(&w);
+    let c = w.conversation();
+    let clip = ball_clip(&w);
+    let (sink, rx) = sink_with(|_| {});
+    let turn = Turn::New {
+        conversation: c,
+        text: "When does the ball appear?".into(),
+        attachments: vec![AttachmentRef::With {
+            hash: clip,
+            video: Some(VideoRequest {
+                fps: Some(2.0),
+                ..VideoRequest::default()
+            }),
+        }],
+    };
+    let settings = Settings {
+        max_new_tokens: Some(2),
+        ..greedy()
+    };
+    w.chat().start(turn, settings, sink).unwrap();
+    let events = collect(&rx);
+    let started = events
+        .iter()
+        .position(|e| matches!(e, GenerationEvent::Started { .. }))
+        .unwrap();
+    let after: Vec<_> = progress_of(&events[started..]);
+    let mut want: Vec<_> = (1..=depth).map(|d| ("videoFrames", d, depth)).collect();
+    want.extend((1..=layers).map(|d| ("prompt", d, layers)));
+    assert_eq!(after, want);
+    assert!(progress_of(&events[..started])
+        .iter()
+        .all(|(stage, _, _)| *stage == "video"));
 }
