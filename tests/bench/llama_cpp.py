@@ -42,6 +42,7 @@ class Tools:
     quantize: str | None
     mtmd: str | None
     src: str | None
+    poll: list
 
 
 def add_args(p):
@@ -57,6 +58,10 @@ def add_args(p):
                         "only needed when the GGUF files do not exist yet")
     p.add_argument("--gguf-dir", default=None,
                    help="where the GGUF files are (default: CACHE_DIR/gguf/<checkpoint name>)")
+    p.add_argument("--llama-poll", type=int, default=None,
+                   help="llama.cpp's --poll (how long its idle threads spin, 0-100; llama.cpp's "
+                        "default 50). On a shared machine 0 is faster and its CPU time is work, "
+                        "not spinning")
     p.add_argument("--skip-llama", action="store_true")
 
 
@@ -73,8 +78,9 @@ def find_tools(args):
         path = given or os.path.join(bindir, name)
         return path if os.access(path, os.X_OK) else None
 
+    poll = [] if args.llama_poll is None else ["--poll", str(args.llama_poll)]
     return Tools(args.llama_bench, sibling(args.llama_quantize, "llama-quantize"),
-                 sibling(args.llama_mtmd_cli, "llama-mtmd-cli"), args.llama_cpp_src)
+                 sibling(args.llama_mtmd_cli, "llama-mtmd-cli"), args.llama_cpp_src, poll)
 
 
 def gguf_files(args, tools, ckpt, quants, vision):
@@ -140,7 +146,7 @@ def run_marked(cmd):
 def llama_bench(tools, gguf, threads, repeats, extra):
     """One llama-bench invocation; one entry per test it ran (pp or tg)."""
     cmd = [tools.bench, "-m", gguf, "-t", str(threads), "-r", str(repeats), "-o", "jsonl",
-           "--progress", *extra]
+           "--progress", *tools.poll, *extra]
     events = run_marked(cmd)
     rep_cpu = {}
     for i, (_, tag, line, c) in enumerate(events):
@@ -164,7 +170,8 @@ def llama_bench(tools, gguf, threads, repeats, extra):
                     "cpu_ms": statistics.median(cpus) if cpus else None, "runs_ms":
                     [s / 1e6 for s in r["samples_ns"]], "type_k": r.get("type_k"),
                     "flash_attn": r.get("flash_attn"), "n_batch": r.get("n_batch"),
-                    "n_ubatch": r.get("n_ubatch"), "build_commit": r.get("build_commit"),
+                    "n_ubatch": r.get("n_ubatch"), "poll": r.get("poll"),
+                    "build_commit": r.get("build_commit"),
                     "cpu_info": r.get("cpu_info"), "model_type": r.get("model_type"),
                     "model_size": r.get("model_size")})
     return out
@@ -187,7 +194,7 @@ def mtmd_vision(tools, text_gguf, mmproj, image, threads, repeats):
     for _ in range(repeats):
         cmd = [tools.mtmd, "-m", text_gguf, "--mmproj", mmproj, "--image", image,
                "-p", "Describe the image.", "-n", "1", "-t", str(threads), "-c", "8192",
-               "--temp", "0", "--chat-template", "chatml"]
+               "--temp", "0", "--chat-template", "chatml", *tools.poll]
         events = run_marked(cmd)
         start = next((e for e in events if ENCODE_START.search(e[2])), None)
         done = next((e for e in events if ENCODE_DONE.search(e[2])), None)

@@ -47,7 +47,7 @@ def parse_args():
     p.add_argument("--dtype", default="bf16", choices=["bf16", "f32"])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--images", default="512x512,1024x576")
+    p.add_argument("--images", default="512x512,1024x576", help="WxH,... or none")
     p.add_argument("--prefill", default="128,512")
     p.add_argument("--decode-tokens", type=int, default=32)
     p.add_argument("--decode-context", type=int, default=256)
@@ -149,7 +149,7 @@ def run_transformers(args, ckpt):
 
     report = {"load_ms": load_ms, "threads": torch.get_num_threads(), "vision": [], "prefill": []}
     with torch.inference_mode():
-        for size in args.images.split(","):
+        for size in ([] if args.images == "none" else args.images.split(",")):
             w, h = (int(v) for v in size.split("x"))
             rh, rw = smart_resize(h, w, p * m)
             grid = torch.tensor([[1, rh // p, rw // p]])
@@ -189,7 +189,9 @@ def loadavg():
 
 def main():
     args = parse_args()
-    images = [tuple(int(v) for v in size.split("x")) for size in args.images.split(",")]
+    # "none": no vision comparison (glimpse bench still encodes its smallest image, not reported).
+    images = [] if args.images == "none" else \
+        [tuple(int(v) for v in size.split("x")) for size in args.images.split(",")]
     prefill = [int(v) for v in args.prefill.split(",")]
     load = {"start": loadavg()}
     print(f"load average at start: {load['start']}", flush=True)
@@ -201,7 +203,7 @@ def main():
         for k, q in enumerate(args.quants):
             # glimpse bench always encodes an image; after the first quant only the smallest
             # (the vision tower is not quantized), and its time is not compared.
-            g[q] = run_glimpse(args, q, args.images if k == 0 else "256x256")
+            g[q] = run_glimpse(args, q, args.images if k == 0 and images else "256x256")
     ckpt = checkpoint_dir(args)
     if not os.path.isfile(os.path.join(ckpt, "config.json")):
         sys.exit(f"{ckpt} has no checkpoint; run without --skip-glimpse first")
