@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Glimpse vs transformers (and llama.cpp where `llama-bench` is installed) on the same
+"""Glimpse vs transformers (and llama.cpp where `llama-bench` is given) on the same
 synthetic checkpoint and the same work, in one run, with ratios.
 
 Run by hand, not in CI (minutes to hours on a CPU):
@@ -7,6 +7,13 @@ Run by hand, not in CI (minutes to hours on a CPU):
     cargo build --release -p glimpse-cli
     /root/.venvs/fixtures/bin/python tests/bench/side_by_side.py \
         --synthetic qwen3-vl-2b --layers 2 --vision-layers 4 --dtype bf16 --threads 2
+
+With llama.cpp built outside the repository (BENCHMARKS.md, "llama.cpp", has the commands):
+
+    ... side_by_side.py --synthetic qwen3-vl-30b-a3b --layers 2 --vision-layers 16 \
+        --llama-bench /root/llama-build/bin/llama-bench \
+        --llama-cpp-src /root/llama-src/llama_cpp_python-0.3.36/vendor/llama.cpp \
+        --quants none,q8_0,q4k
 
 1. `glimpse bench --synthetic ...` writes the checkpoint (real layer sizes, random weights,
    transformers-5 files) into the cache folder and measures Glimpse.
@@ -21,20 +28,20 @@ Run by hand, not in CI (minutes to hours on a CPU):
 `--quants none,q8_0,q4k` also runs glimpse with --quant q8_0 / q4k against llama.cpp's Q8_0 /
 Q4_K_M (prefill and decode; the vision tower is not quantized, so it is measured once).
 
-Timings on a shared machine are noisy: run both in the same time window (this script does)
+Timings on a shared machine are noisy: run them all in the same time window (this script does)
 and read the CPU-time column next to the wall-clock one.
 """
 
 import argparse
 import json
-import llama_cpp
 import math
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 import time
+
+import llama_cpp  # tests/bench/llama_cpp.py, next to this script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
