@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Glimpse vs transformers (and llama.cpp where `llama-bench` is installed) on the same
+"""Glimpse vs transformers (and llama.cpp where `llama-bench` is given) on the same
 synthetic checkpoint and the same work, in one run, with ratios.
 
 Run by hand, not in CI (minutes to hours on a CPU):
@@ -8,14 +8,27 @@ Run by hand, not in CI (minutes to hours on a CPU):
     /root/.venvs/fixtures/bin/python tests/bench/side_by_side.py \
         --synthetic qwen3-vl-2b --layers 2 --vision-layers 4 --dtype bf16 --threads 2
 
+With llama.cpp built outside the repository (BENCHMARKS.md, "llama.cpp", has the commands):
+
+    ... side_by_side.py --synthetic qwen3-vl-30b-a3b --layers 2 --vision-layers 16 \
+        --llama-bench /root/llama-build/bin/llama-bench \
+        --llama-cpp-src /root/llama-src/llama_cpp_python-0.3.36/vendor/llama.cpp \
+        --quants none,q8_0,q4k
+
 1. `glimpse bench --synthetic ...` writes the checkpoint (real layer sizes, random weights,
    transformers-5 files) into the cache folder and measures Glimpse.
 2. transformers (the pinned 5.24.0, CPU, the same thread count) loads that folder and runs the
    same image sizes, prompt lengths and decode length, timed the same way (median of repeats,
    wall and process CPU time).
-3. A table of both and the ratios (>1 means Glimpse is faster).
+3. Where llama.cpp is built (--llama-bench, see llama_cpp.py): GGUF files made from the same
+   checkpoint (gguf_from_checkpoint.py), `llama-bench` on the same prompt lengths, decode length,
+   context and threads, and `llama-mtmd-cli` on the same image sizes.
+4. A table of all of them and the ratios (>1 means Glimpse is faster).
 
-Timings on a shared machine are noisy: run both in the same time window (this script does)
+`--quants none,q8_0,q4k` also runs glimpse with --quant q8_0 / q4k against llama.cpp's Q8_0 /
+Q4_K_M (prefill and decode; the vision tower is not quantized, so it is measured once).
+
+Timings on a shared machine are noisy: run them all in the same time window (this script does)
 and read the CPU-time column next to the wall-clock one.
 """
 
@@ -23,11 +36,12 @@ import argparse
 import json
 import math
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 import time
+
+import llama_cpp  # tests/bench/llama_cpp.py, next to this script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -40,17 +54,25 @@ def parse_args():
     p.add_argument("--dtype", default="bf16", choices=["bf16", "f32"])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--images", default="512x512,1024x576")
+    p.add_argument("--images", default="512x512,1024x576", help="WxH,... or none")
     p.add_argument("--prefill", default="128,512")
     p.add_argument("--decode-tokens", type=int, default=32)
     p.add_argument("--decode-context", type=int, default=256)
-    p.add_argument("--quant", default="none", help="glimpse only (transformers runs --dtype)")
+    p.add_argument("--quants", default="none",
+                   help="glimpse --quant values to run, comma separated (none, q8_0, q4k); "
+                        "transformers runs --dtype only, llama.cpp the matching GGUF type")
     p.add_argument("--cache-dir", default=os.path.expanduser("~/.cache/glimpse/bench"))
     p.add_argument("--glimpse", default=None, help="the glimpse binary (default: target/release)")
     p.add_argument("--skip-glimpse", action="store_true")
     p.add_argument("--skip-transformers", action="store_true")
     p.add_argument("--json-out", default=None)
-    return p.parse_args()
+    llama_cpp.add_args(p)
+    args = p.parse_args()
+    args.quants = args.quants.split(",")
+    for q in args.quants:
+        if q not in llama_cpp.GGUF_FOR_QUANT:
+            p.error(f"--quants: `{q}` is not one of none, q8_0, q4k")
+    return args
 
 
 def glimpse_binary(args):
@@ -60,14 +82,14 @@ def glimpse_binary(args):
     return os.path.join(target, "release", "glimpse")
 
 
-def run_glimpse(args):
+def run_glimpse(args, quant, images):
     cmd = [
         glimpse_binary(args), "bench", "--synthetic", args.synthetic,
         "--layers", str(args.layers), "--vision-layers", str(args.vision_layers),
         "--dtype", args.dtype, "--threads", str(args.threads), "--repeats", str(args.repeats),
-        "--images", args.images, "--prefill", args.prefill,
+        "--images", images, "--prefill", args.prefill,
         "--decode-tokens", str(args.decode_tokens), "--decode-context", str(args.decode_context),
-        "--cache-dir", args.cache_dir, "--quant", args.quant, "--no-ttft",
+        "--cache-dir", args.cache_dir, "--quant", quant, "--no-ttft",
     ]
     print("$", " ".join(cmd), flush=True)
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -134,7 +156,7 @@ def run_transformers(args, ckpt):
 
     report = {"load_ms": load_ms, "threads": torch.get_num_threads(), "vision": [], "prefill": []}
     with torch.inference_mode():
-        for size in args.images.split(","):
+        for size in ([] if args.images == "none" else args.images.split(",")):
             w, h = (int(v) for v in size.split("x"))
             rh, rw = smart_resize(h, w, p * m)
             grid = torch.tensor([[1, rh // p, rw // p]])
@@ -167,49 +189,94 @@ def run_transformers(args, ckpt):
     return report
 
 
-def llama_cpp(args):
-    if shutil.which("llama-bench") is None:
-        print("llama.cpp: `llama-bench` is not installed here; skipped "
-              "(see BENCHMARKS.md for how to build it outside the repo)")
-        return None
-    print("llama.cpp: llama-bench found, but converting the synthetic checkpoint to GGUF is not "
-          "automated yet; skipped")
-    return None
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
 
 
 def main():
     args = parse_args()
-    g = None if args.skip_glimpse else run_glimpse(args)
+    # "none": no vision comparison (glimpse bench still encodes its smallest image, not reported).
+    images = [] if args.images == "none" else \
+        [tuple(int(v) for v in size.split("x")) for size in args.images.split(",")]
+    prefill = [int(v) for v in args.prefill.split(",")]
+    load = {"start": loadavg()}
+    print(f"load average at start: {load['start']}", flush=True)
+    tools = llama_cpp.find_tools(args)
+
+    # glimpse first (it writes the checkpoint), then the others in the same time window.
+    g = {}
+    if not args.skip_glimpse:
+        for k, q in enumerate(args.quants):
+            # glimpse bench always encodes an image; after the first quant only the smallest
+            # (the vision tower is not quantized), and its time is not compared.
+            g[q] = run_glimpse(args, q, args.images if k == 0 and images else "256x256")
     ckpt = checkpoint_dir(args)
     if not os.path.isfile(os.path.join(ckpt, "config.json")):
         sys.exit(f"{ckpt} has no checkpoint; run without --skip-glimpse first")
     t = None if args.skip_transformers else run_transformers(args, ckpt)
-    llama_cpp(args)
+    load["after_transformers"] = loadavg()
+    ll = None
+    if tools:
+        ll = llama_cpp.run(args, tools, ckpt, args.quants, images, prefill, args.decode_tokens,
+                           args.decode_context)
+    load["end"] = loadavg()
+    print(f"load average: {load}")
 
-    rows = []
-    def add(name, gv, tv, higher_is_better):
-        if gv is None or tv is None:
-            return
-        ratio = gv / tv if higher_is_better else tv / gv
-        rows.append((name, gv, tv, ratio))
-    if g and t:
-        for gi, ti in zip(g["vision"], t["vision"]):
-            add(f"vision {gi['width']}x{gi['height']} ms", gi["ms"], ti["ms"], False)
-            add(f"vision {gi['width']}x{gi['height']} cpu ms", gi["cpu_ms"], ti["cpu_ms"], False)
-        for gi, ti in zip(g["prefill"], t["prefill"]):
-            add(f"prefill {gi['tokens']} tok/s", gi["tokens_per_s"], ti["tokens_per_s"], True)
-            add(f"prefill {gi['tokens']} cpu ms", gi["cpu_ms"], ti["cpu_ms"], False)
-        add(f"decode {args.decode_tokens} tok/s", g["decode"]["tokens_per_s"], t["decode"]["tokens_per_s"], True)
-        add(f"decode {args.decode_tokens} cpu ms", g["decode"]["cpu_ms"], t["decode"]["cpu_ms"], False)
-        add("load ms", g["load_ms"], t["load_ms"], False)
-        print(f"\n{args.synthetic} L{args.layers} V{args.vision_layers} {args.dtype} "
-              f"quant={args.quant} threads={args.threads} repeats={args.repeats} (medians)")
-        print(f"{'measure':<28} {'glimpse':>12} {'transformers':>13} {'ratio':>7}")
-        for name, gv, tv, r in rows:
-            print(f"{name:<28} {gv:>12.1f} {tv:>13.1f} {r:>6.2f}x")
-        print("ratio > 1: glimpse is faster")
+    rows = []  # (measure, glimpse, transformers, llama.cpp, higher is better)
+    first = args.quants[0]
+    g0 = g.get(first)
+    lq = (ll or {}).get("per_quant", {})
+    lv = {(v["width"], v["height"]): v for v in (ll or {}).get("vision", [])}
+    for k, (w, h) in enumerate(images):
+        gi = g0["vision"][k] if g0 else None
+        ti = t["vision"][k] if t else None
+        li = lv.get((w, h))
+        for key, unit in (("ms", "ms"), ("cpu_ms", "cpu ms")):
+            rows.append((f"vision {w}x{h} {unit}", gi and gi[key], ti and ti[key], li and li[key], False))
+    for q in args.quants:
+        tag = "" if q == "none" else f" [{q} | {llama_cpp.GGUF_FOR_QUANT[q]}]"
+        gq = g.get(q)
+        tq = t if q == "none" else None
+        l = lq.get(q)
+        for k, n in enumerate(prefill):
+            gi = gq["prefill"][k] if gq else None
+            ti = tq["prefill"][k] if tq else None
+            li = l["prefill"][k] if l else None
+            rows.append((f"prefill {n} tok/s{tag}", gi and gi["tokens_per_s"], ti and ti["tokens_per_s"],
+                         li and li["tokens_per_s"], True))
+            rows.append((f"prefill {n} cpu ms{tag}", gi and gi["cpu_ms"], ti and ti["cpu_ms"],
+                         li and li["cpu_ms"], False))
+        gd = gq["decode"] if gq else None
+        td = tq["decode"] if tq else None
+        ld = l["decode"] if l else None
+        rows.append((f"decode {args.decode_tokens} tok/s{tag}", gd and gd["tokens_per_s"],
+                     td and td["tokens_per_s"], ld and ld["tokens_per_s"], True))
+        rows.append((f"decode {args.decode_tokens} cpu ms{tag}", gd and gd["cpu_ms"], td and td["cpu_ms"],
+                     ld and ld["cpu_ms"], False))
+    rows.append(("load ms", g0 and g0["load_ms"], t and t["load_ms"], None, False))
+
+    def ratio(gv, other, higher):
+        if gv is None or other is None or gv == 0 or other == 0:
+            return "-"
+        return f"{(gv / other if higher else other / gv):.2f}x"
+
+    def num(v):
+        return "-" if v is None else f"{v:.1f}"
+
+    print(f"\n{args.synthetic} L{args.layers} V{args.vision_layers} {args.dtype} quants={','.join(args.quants)} "
+          f"threads={args.threads} repeats={args.repeats} (medians); decode after {args.decode_context} "
+          f"tokens of context")
+    print(f"{'measure':<36} {'glimpse':>10} {'transformers':>13} {'llama.cpp':>10} {'g/tf':>7} {'g/llama':>8}")
+    for name, gv, tv, lv_, higher in rows:
+        if gv is None and tv is None and lv_ is None:
+            continue
+        print(f"{name:<36} {num(gv):>10} {num(tv):>13} {num(lv_):>10} {ratio(gv, tv, higher):>7} "
+              f"{ratio(gv, lv_, higher):>8}")
+    print("ratio > 1: glimpse is faster (tok/s: glimpse / other; times: other / glimpse)")
     if args.json_out:
-        json.dump({"glimpse": g, "transformers": t, "args": vars(args)}, open(args.json_out, "w"), indent=1)
+        json.dump({"glimpse": g, "transformers": t, "llama_cpp": ll, "load_average": load,
+                   "args": vars(args)}, open(args.json_out, "w"), indent=1)
 
 
 if __name__ == "__main__":
