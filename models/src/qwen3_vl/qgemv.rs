@@ -89,10 +89,14 @@ impl QWeight {
     pub fn matmul_quantized(&self, acts: &QActs, m: usize, dst: &mut [f32]) {
         match (self, acts) {
             (Self::Q8_0 { blocks, rows, cols }, QActs::Q8_0(a)) => {
-                matmul_blocks(blocks, a, (m, *cols, *rows), dst)
+                #[cfg(target_arch = "x86_64")]
+                if let Some(quad) = x86::q8_0_quad() {
+                    return matmul_blocks(blocks, a, (m, *cols, *rows), dst, quad);
+                }
+                matmul_blocks(blocks, a, (m, *cols, *rows), dst, candle_quad)
             }
             (Self::Q4K { blocks, rows, cols }, QActs::Q8K(a)) => {
-                matmul_blocks(blocks, a, (m, *cols, *rows), dst)
+                matmul_blocks(blocks, a, (m, *cols, *rows), dst, candle_quad)
             }
             _ => panic!("activations quantized for another weight format"),
         }
@@ -122,14 +126,24 @@ impl Out {
     }
 }
 
+/// Four dot products of weight rows with one activation row (`k` values each).
+type Quad<T> = fn(usize, [&[T]; 4], &[<T as GgmlType>::VecDotType]) -> [f32; 4];
+
+/// candle's own kernel for a quad (picked at run time by candle).
+fn candle_quad<T: GgmlType>(k: usize, w: [&[T]; 4], x: &[T::VecDotType]) -> [f32; 4] {
+    let (a, b, c, d) = T::vec_dot_4(k, w[0], w[1], w[2], w[3], x);
+    [a, b, c, d]
+}
+
 /// `dst[r, c] = dot(lhs row r, weight row c)` for the `[n, k]` weight `rhs` (row-major blocks)
-/// and `m` quantized rows `lhs`, the columns in quads through `vec_dot_4` and the last 0..=3
+/// and `m` quantized rows `lhs`, the columns in quads through `quad` and the last 0..=3
 /// through `vec_dot_2`/`vec_dot`, as candle's generic matmul does (so the sums are the same).
 fn matmul_blocks<T: GgmlType + Sync>(
     rhs: &[T],
     lhs: &[T::VecDotType],
     (m, k, n): (usize, usize, usize),
     dst: &mut [f32],
+    quad: Quad<T>,
 ) where
     T::VecDotType: Sync,
 {
@@ -144,8 +158,8 @@ fn matmul_blocks<T: GgmlType + Sync>(
     let row_range = |r: usize, c0: usize, c1: usize, out: &mut [f32]| {
         let mut c = c0;
         while c + 4 <= c1 {
-            let (a, b, cc, d) = T::vec_dot_4(k, w(c), w(c + 1), w(c + 2), w(c + 3), x(r));
-            out[c - c0..c - c0 + 4].copy_from_slice(&[a, b, cc, d]);
+            let d = quad(k, [w(c), w(c + 1), w(c + 2), w(c + 3)], x(r));
+            out[c - c0..c - c0 + 4].copy_from_slice(&d);
             c += 4;
         }
         if c1 - c >= 2 {
@@ -186,6 +200,131 @@ fn matmul_blocks<T: GgmlType + Sync>(
             c = c_end;
         }
     });
+}
+
+/// Q8_0 quads on x86: four weight rows against one activation row with four independent
+/// accumulators and the activation block loaded once, the f16 scales converted by F16C.
+/// candle's AVX2 `vec_dot` (one row at a time, one dependent accumulator, scales through a
+/// library call) is compute-bound at about a third of the memory bandwidth. The integer sums,
+/// the scale products and the f32 accumulation per row are those of candle's kernel, in the
+/// same order, so the results are bit for bit the same.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::Quad;
+    use candle_core::quantized::k_quants::BlockQ8_0;
+    use std::arch::x86_64::*;
+
+    // The block layout read below: the f16 scale, then 32 signed quants.
+    const _: () = assert!(std::mem::size_of::<BlockQ8_0>() == 34);
+
+    /// The fastest quad this CPU runs, if it has AVX2, FMA and F16C.
+    pub fn q8_0_quad() -> Option<Quad<BlockQ8_0>> {
+        if !(is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c"))
+        {
+            return None;
+        }
+        if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
+            // SAFETY: the features `quad_vnni` enables were detected just above.
+            return Some(|k, w, x| unsafe { quad_vnni(k, w, x) });
+        }
+        // SAFETY: as above, for `quad_avx2`'s features.
+        Some(|k, w, x| unsafe { quad_avx2(k, w, x) })
+    }
+
+    /// An f16's bits to f32 through F16C (exact, as `half` converts).
+    macro_rules! f16_to_f32 {
+        ($bits:expr) => {
+            _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128($bits as i32)))
+        };
+    }
+
+    macro_rules! quad_fn {
+        ($name:ident, $features:literal, |$ax:ident, $sy:ident| $isum:expr) => {
+            #[target_feature(enable = $features)]
+            unsafe fn $name(k: usize, w: [&[BlockQ8_0]; 4], x: &[BlockQ8_0]) -> [f32; 4] {
+                let kb = k / 32;
+                assert!(x.len() >= kb && w.iter().all(|r| r.len() >= kb));
+                let mut acc = [_mm256_setzero_ps(); 4];
+                for b in 0..kb {
+                    let y = (&x[b] as *const BlockQ8_0).cast::<u8>();
+                    let by = _mm256_loadu_si256(y.add(2).cast());
+                    let dy = f16_to_f32!(y.cast::<u16>().read_unaligned());
+                    for r in 0..4 {
+                        let p = (&w[r][b] as *const BlockQ8_0).cast::<u8>();
+                        let bx = _mm256_loadu_si256(p.add(2).cast());
+                        let $ax = _mm256_sign_epi8(bx, bx);
+                        let $sy = _mm256_sign_epi8(by, bx);
+                        let q = _mm256_cvtepi32_ps($isum);
+                        let d = _mm256_set1_ps(f16_to_f32!(p.cast::<u16>().read_unaligned()) * dy);
+                        acc[r] = _mm256_fmadd_ps(d, q, acc[r]);
+                    }
+                }
+                [hsum(acc[0]), hsum(acc[1]), hsum(acc[2]), hsum(acc[3])]
+            }
+        };
+    }
+
+    quad_fn!(quad_avx2, "avx2,fma,f16c", |ax, sy| _mm256_madd_epi16(
+        _mm256_set1_epi16(1),
+        _mm256_maddubs_epi16(ax, sy)
+    ));
+    // vpdpbusd forms the same sums of four u8·i8 products without the i16 step (exact: Q8_0
+    // quants are within ±127, so the AVX2 path never saturates either).
+    quad_fn!(
+        quad_vnni,
+        "avx2,fma,f16c,avx512f,avx512vl,avx512vnni",
+        |ax, sy| _mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sy)
+    );
+
+    /// candle's `hsum_float_8`, in its order.
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum(x: __m256) -> f32 {
+        let res = _mm256_extractf128_ps(x, 1);
+        let res = _mm_add_ps(res, _mm256_castps256_ps128(x));
+        let res = _mm_add_ps(res, _mm_movehl_ps(res, res));
+        let res = _mm_add_ss(res, _mm_movehdup_ps(res));
+        _mm_cvtss_f32(res)
+    }
+
+    /// Both quads, whichever the CPU runs, give candle's `vec_dot` bit for bit, including
+    /// extreme quants (±127) and zero blocks.
+    #[cfg(test)]
+    #[test]
+    fn quads_are_candles_vec_dot() {
+        use candle_core::quantized::k_quants::GgmlType;
+        let k = 1024;
+        let mut seed = 7u32;
+        let mut rnd = || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        };
+        let mut rows: Vec<Vec<BlockQ8_0>> = Vec::new();
+        for r in 0..5 {
+            let mut v: Vec<f32> = (0..k).map(|_| rnd() * (r + 1) as f32).collect();
+            v[..32].fill(0.0);
+            v[40] = 100.0;
+            let mut b = vec![BlockQ8_0::zeros(); k / 32];
+            BlockQ8_0::from_float(&v, &mut b);
+            rows.push(b);
+        }
+        let w = [&rows[0][..], &rows[1][..], &rows[2][..], &rows[3][..]];
+        let x = &rows[4];
+        let want = w.map(|r| BlockQ8_0::vec_dot(k, r, x));
+        let detected = |f: &str| match f {
+            "avx2" => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("f16c"),
+            _ => is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl"),
+        };
+        if detected("avx2") {
+            // SAFETY: features detected.
+            assert_eq!(unsafe { quad_avx2(k, w, x) }, want);
+            if detected("vnni") {
+                // SAFETY: features detected.
+                assert_eq!(unsafe { quad_vnni(k, w, x) }, want);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
