@@ -10,6 +10,7 @@ pub mod kv_cache;
 pub mod model;
 pub mod moe;
 pub mod onednn;
+pub mod qgemv;
 pub mod quant;
 pub mod rope_index;
 pub mod synthetic;
