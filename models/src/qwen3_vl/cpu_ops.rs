@@ -127,18 +127,36 @@ fn norm_row_generic(x: &[bf16], w: &[f32], b: &[f32], eps: f32, row: &mut [f32],
     for (r, &v) in row.iter_mut().zip(x) {
         *r = f32::from_bits((v.to_bits() as u32) << 16);
     }
-    let lane_sum = |row: &[f32], f: &dyn Fn(f32) -> f32| -> f32 {
-        let mut acc = [0f32; L];
-        let split = row.len() / L * L;
-        for c in row[..split].chunks_exact(L) {
-            for l in 0..L {
-                acc[l] += f(c[l]);
-            }
+    // Plain loops, no closures: a closure would not inherit the caller's target features.
+    let split = d / L * L;
+    let mut acc = [0f32; L];
+    for c in row[..split].chunks_exact(L) {
+        for l in 0..L {
+            acc[l] += c[l];
         }
-        acc.iter().sum::<f32>() + row[split..].iter().map(|&v| f(v)).sum::<f32>()
-    };
-    let mean = lane_sum(row, &|v| v) / d as f32;
-    let var = lane_sum(row, &|v| (v - mean) * (v - mean)) / d as f32;
+    }
+    let mut total = 0f32;
+    for a in acc {
+        total += a;
+    }
+    for &v in &row[split..] {
+        total += v;
+    }
+    let mean = total / d as f32;
+    let mut acc = [0f32; L];
+    for c in row[..split].chunks_exact(L) {
+        for l in 0..L {
+            acc[l] += (c[l] - mean) * (c[l] - mean);
+        }
+    }
+    let mut total = 0f32;
+    for a in acc {
+        total += a;
+    }
+    for &v in &row[split..] {
+        total += (v - mean) * (v - mean);
+    }
+    let var = total / d as f32;
     let inv = 1.0 / (var + eps).sqrt();
     for (((o, &r), &w), &b) in out.iter_mut().zip(row.iter()).zip(w).zip(b) {
         *o = to_bf16(((r - mean) * inv).mul_add(w, b));
