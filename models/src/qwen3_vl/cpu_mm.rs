@@ -131,11 +131,11 @@ pub(crate) fn group_offsets(layout: &candle_core::Layout) -> Result<Vec<usize>> 
 
 /// `x` `[m, k]` bf16 times `w` `[n, k]` bf16 → `[m, n]` bf16, through oneDNN.
 ///
-/// Many rows are split into one block per rayon thread, each a single-threaded oneDNN call:
-/// oneDNN's own OpenMP threads keep spinning after each call while rayon's and candle's pools
-/// work, and on few cores the three pools took turns stealing time (libgomp spin loops were ~7 %
-/// of a vision encode's samples). Few rows stay one call on OpenMP threads, where splitting would
-/// repeat the weight's packing per block.
+/// The work is split into one single-threaded oneDNN call per rayon thread — by rows when there
+/// are many, by output columns when there are few (so no task repacks the whole weight): oneDNN's
+/// own OpenMP threads keep spinning after each call while rayon's and candle's pools work, and on
+/// few cores the pools took turns stealing time (libgomp spin loops were ~7 % of a vision
+/// encode's samples and ~8 % of a 128-token prefill's).
 fn gemm_bf16(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     const MIN_ROWS_PER_TASK: usize = 128;
     let (m, k) = x.dims2()?;
@@ -152,8 +152,39 @@ fn gemm_bf16(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let mut out = vec![bf16::ZERO; m * n];
     with_bf16(x, |x| {
         with_weight(w, |w| {
-            if threads == 1 || m < MIN_ROWS_PER_TASK * threads {
-                return onednn::gemm(&plan(m), x, w, &mut out, threads);
+            if threads == 1 {
+                return onednn::gemm(&plan(m), x, w, &mut out, 1);
+            }
+            if m < MIN_ROWS_PER_TASK * threads {
+                // Few rows: split the output columns instead, each task packing only its share
+                // of the weight, into its own block that is then copied into place.
+                let cols = n.div_ceil(threads).next_multiple_of(64);
+                let blocks: Vec<(usize, Vec<bf16>)> = (0..n)
+                    .step_by(cols)
+                    .collect::<Vec<_>>()
+                    .into_par_iter()
+                    .map(|j0| {
+                        let nb = cols.min(n - j0);
+                        let g = onednn::Gemm {
+                            n: nb,
+                            c_row_stride: nb,
+                            ..plan(m)
+                        };
+                        let start = match b_strides {
+                            [1, _] => j0 * k, // [n, k] rows
+                            _ => j0,          // [k, n] columns
+                        };
+                        let mut block = vec![bf16::ZERO; m * nb];
+                        onednn::gemm(&g, x, &w[start..], &mut block, 1).map(|_| (j0, block))
+                    })
+                    .collect::<Result<_>>()?;
+                for (j0, block) in blocks {
+                    let nb = block.len() / m.max(1);
+                    for (dst, src) in out.chunks_exact_mut(n).zip(block.chunks_exact(nb)) {
+                        dst[j0..j0 + nb].copy_from_slice(src);
+                    }
+                }
+                return Ok(());
             }
             let rows = m.div_ceil(threads);
             out.par_chunks_mut(rows * n)
@@ -371,16 +402,16 @@ mod tests {
     fn half_linear_matches_f32_of_same_values() -> Result<()> {
         let dev = Device::Cpu;
         for dtype in [DType::BF16, DType::F16] {
-            // k = 70 exercises the vector body and the tail.
-            let w = Tensor::randn(0f32, 1.0, (37, 70), &dev)?.to_dtype(dtype)?;
-            // 300 rows: the oneDNN path splits them into one block per thread.
+            // k = 70 exercises the vector body and the tail; 150 outputs make three column blocks.
+            let w = Tensor::randn(0f32, 1.0, (150, 70), &dev)?.to_dtype(dtype)?;
+            // 9 rows: the oneDNN path splits the columns; 300 rows: the rows, one block per thread.
             for rows in [1usize, 3, 9, 300] {
                 let x = Tensor::randn(0f32, 1.0, (1, rows, 70), &dev)?.to_dtype(dtype)?;
                 let want = x
                     .to_dtype(DType::F32)?
                     .broadcast_matmul(&w.to_dtype(DType::F32)?.t()?)?;
                 let got = linear(&x, &w)?;
-                assert_eq!(got.dims(), &[1, rows, 37]);
+                assert_eq!(got.dims(), &[1, rows, 150]);
                 assert_eq!(got.dtype(), dtype);
                 let err = max_rel(&got, &want);
                 assert!(err < 1e-2, "{dtype:?} rows {rows}: {err}");
