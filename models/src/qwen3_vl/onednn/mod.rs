@@ -15,57 +15,15 @@
 //! bf16 matmul does, and what `cpu_mm`'s f32 path computes, up to summation order.
 
 use std::collections::HashMap;
-use std::ffi::{c_char, c_int, c_void, CStr};
+use std::ffi::{c_int, c_void};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use half::bf16;
 
 use crate::{Error, Result};
 
-type Status = c_int;
-type Handle = *mut c_void;
-type Dims = [i64; 12];
-
-/// `dnnl_memory_desc_t` / `dnnl_matmul_desc_t` are plain C structs in oneDNN 2.x (696 and 2800
-/// bytes in 2.6). They are only ever filled and read by the library, so generously sized,
-/// aligned byte buffers stand in for them.
-#[repr(C, align(64))]
-struct Opaque<const N: usize>([u8; N]);
-
-impl<const N: usize> Opaque<N> {
-    fn boxed() -> Box<Self> {
-        Box::new(Self([0; N]))
-    }
-}
-type MemoryDesc = Opaque<2048>;
-type MatmulDesc = Opaque<8192>;
-
-#[repr(C)]
-struct ExecArg {
-    arg: c_int,
-    memory: Handle,
-}
-
-#[repr(C)]
-struct Version {
-    major: c_int,
-    minor: c_int,
-    patch: c_int,
-    hash: *const c_char,
-    cpu_runtime: u32,
-    gpu_runtime: u32,
-}
-
-const DNNL_SUCCESS: Status = 0;
-const DNNL_CPU: c_int = 1;
-const DNNL_STREAM_DEFAULT: u32 = 1;
-const ARG_SRC: c_int = 1;
-const ARG_DST: c_int = 17;
-const ARG_WEIGHTS: c_int = 33;
-const ARG_SCRATCHPAD: c_int = 80;
-const QUERY_IMPL_INFO_STR: c_int = 8;
-const QUERY_SCRATCHPAD_MD: c_int = 136;
-const SCRATCHPAD_MODE_USER: c_int = 1;
+mod ffi;
+use ffi::*;
 
 /// Element types oneDNN is asked to read or write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -93,65 +51,6 @@ impl Element for bf16 {
 impl Element for f32 {
     const ELEM: Elem = Elem::F32;
 }
-
-type FnVersion = unsafe extern "C" fn() -> *const Version;
-type FnEngineCreate = unsafe extern "C" fn(*mut Handle, c_int, usize) -> Status;
-type FnStreamCreate = unsafe extern "C" fn(*mut Handle, Handle, u32) -> Status;
-type FnMdByStrides =
-    unsafe extern "C" fn(*mut MemoryDesc, c_int, *const i64, c_int, *const i64) -> Status;
-type FnMatmulDescInit = unsafe extern "C" fn(
-    *mut MatmulDesc,
-    *const MemoryDesc,
-    *const MemoryDesc,
-    *const MemoryDesc,
-    *const MemoryDesc,
-) -> Status;
-type FnPdCreate =
-    unsafe extern "C" fn(*mut Handle, *const MatmulDesc, Handle, Handle, Handle) -> Status;
-type FnPdQuery = unsafe extern "C" fn(Handle, c_int, c_int, *mut c_void) -> Status;
-type FnDestroy = unsafe extern "C" fn(Handle) -> Status;
-type FnPrimitiveCreate = unsafe extern "C" fn(*mut Handle, Handle) -> Status;
-type FnMemoryCreate =
-    unsafe extern "C" fn(*mut Handle, *const MemoryDesc, Handle, *mut c_void) -> Status;
-type FnExecute = unsafe extern "C" fn(Handle, Handle, c_int, *const ExecArg) -> Status;
-type FnSetThreads = unsafe extern "C" fn(c_int);
-type FnAttrCreate = unsafe extern "C" fn(*mut Handle) -> Status;
-type FnAttrSetScratchpad = unsafe extern "C" fn(Handle, c_int) -> Status;
-type FnQueryMd = unsafe extern "C" fn(Handle, c_int, c_int) -> *const MemoryDesc;
-type FnMdSize = unsafe extern "C" fn(*const MemoryDesc) -> usize;
-
-struct Api {
-    md_by_strides: FnMdByStrides,
-    matmul_desc_init: FnMatmulDescInit,
-    pd_create: FnPdCreate,
-    pd_query: FnPdQuery,
-    pd_destroy: FnDestroy,
-    primitive_create: FnPrimitiveCreate,
-    primitive_destroy: FnDestroy,
-    memory_create: FnMemoryCreate,
-    memory_destroy: FnDestroy,
-    stream_create: FnStreamCreate,
-    stream_wait: FnDestroy,
-    execute: FnExecute,
-    attr_create: FnAttrCreate,
-    attr_destroy: FnDestroy,
-    attr_set_scratchpad: FnAttrSetScratchpad,
-    query_md: FnQueryMd,
-    md_size: FnMdSize,
-    /// libgomp's `omp_set_num_threads` when oneDNN was built on OpenMP (Debian's is): the
-    /// thread count is a per-calling-thread setting there, so it is set before every call.
-    set_threads: Option<FnSetThreads>,
-    engine: Handle,
-    /// What the library was, for `glimpse bench` and errors.
-    description: String,
-    _lib: libloading::Library,
-    _gomp: Option<libloading::Library>,
-}
-
-// SAFETY: the engine handle is immutable after creation and oneDNN engines may be shared
-// between threads; every other field is a function pointer or a library handle.
-unsafe impl Send for Api {}
-unsafe impl Sync for Api {}
 
 /// One created matmul primitive.
 struct Primitive {
@@ -263,170 +162,6 @@ pub fn describe() -> String {
         Some(api) => api.description.clone(),
         None => "not used (libdnnl.so.2 with native bf16 kernels not found)".into(),
     }
-}
-
-fn load() -> std::result::Result<Api, String> {
-    let setting = std::env::var("GLIMPSE_ONEDNN").unwrap_or_default();
-    if matches!(setting.as_str(), "0" | "off" | "false" | "no") {
-        return Err("turned off by GLIMPSE_ONEDNN".into());
-    }
-    let names: Vec<String> = if setting.is_empty() || setting == "on" || setting == "1" {
-        ["libdnnl.so.2", "libdnnl.2.dylib", "dnnl.dll"]
-            .map(String::from)
-            .to_vec()
-    } else {
-        vec![setting]
-    };
-    let mut last = String::new();
-    let lib = names
-        .iter()
-        // SAFETY: loading oneDNN runs only its static initialisers.
-        .find_map(|n| match unsafe { libloading::Library::new(n) } {
-            Ok(l) => Some(l),
-            Err(e) => {
-                last = e.to_string();
-                None
-            }
-        })
-        .ok_or(last)?;
-    // SAFETY: each symbol is looked up by its oneDNN 2.x C name and given that signature.
-    unsafe {
-        macro_rules! sym {
-            ($name:literal) => {
-                *lib.get(concat!($name, "\0").as_bytes())
-                    .map_err(|e| format!("{}: {e}", $name))?
-            };
-        }
-        let version: FnVersion = sym!("dnnl_version");
-        let v = &*version();
-        if v.major != 2 {
-            return Err(format!(
-                "oneDNN {}.{} found; the 2.x C API is the one supported",
-                v.major, v.minor
-            ));
-        }
-        let engine_create: FnEngineCreate = sym!("dnnl_engine_create");
-        let mut engine: Handle = std::ptr::null_mut();
-        check(
-            engine_create(&mut engine, DNNL_CPU, 0),
-            "dnnl_engine_create",
-        )?;
-        let gomp = libloading::Library::new("libgomp.so.1").ok();
-        let set_threads = gomp
-            .as_ref()
-            .and_then(|g| g.get::<FnSetThreads>(b"omp_set_num_threads\0").ok())
-            .map(|f| *f);
-        let mut api = Api {
-            md_by_strides: sym!("dnnl_memory_desc_init_by_strides"),
-            matmul_desc_init: sym!("dnnl_matmul_desc_init"),
-            pd_create: sym!("dnnl_primitive_desc_create"),
-            pd_query: sym!("dnnl_primitive_desc_query"),
-            pd_destroy: sym!("dnnl_primitive_desc_destroy"),
-            primitive_create: sym!("dnnl_primitive_create"),
-            primitive_destroy: sym!("dnnl_primitive_destroy"),
-            memory_create: sym!("dnnl_memory_create"),
-            memory_destroy: sym!("dnnl_memory_destroy"),
-            stream_create: sym!("dnnl_stream_create"),
-            stream_wait: sym!("dnnl_stream_wait"),
-            execute: sym!("dnnl_primitive_execute"),
-            attr_create: sym!("dnnl_primitive_attr_create"),
-            attr_destroy: sym!("dnnl_primitive_attr_destroy"),
-            attr_set_scratchpad: sym!("dnnl_primitive_attr_set_scratchpad_mode"),
-            query_md: sym!("dnnl_primitive_desc_query_md"),
-            md_size: sym!("dnnl_memory_desc_get_size"),
-            set_threads,
-            engine,
-            description: String::new(),
-            _lib: lib,
-            _gomp: gomp,
-        };
-        // Only a native bf16 kernel is worth it: where oneDNN would emulate bf16 with f32
-        // instructions, cpu_mm's own f32 path is as fast and keeps one code path.
-        let probe = Gemm::linear(64, 64, 64, Elem::Bf16, Elem::Bf16, Elem::F32);
-        let (pd, _) = create_pd(&api, &probe)?;
-        let mut info: *const c_char = std::ptr::null();
-        let queried = (api.pd_query)(pd, QUERY_IMPL_INFO_STR, 0, &mut info as *mut _ as _);
-        let kernel = if queried == DNNL_SUCCESS && !info.is_null() {
-            CStr::from_ptr(info).to_string_lossy().into_owned()
-        } else {
-            String::new()
-        };
-        (api.pd_destroy)(pd);
-        if !(kernel.contains("bf16") || kernel.contains("amx")) {
-            return Err(format!(
-                "oneDNN chose `{kernel}` for bf16: no native bf16 kernel"
-            ));
-        }
-        api.description = format!("oneDNN {}.{}.{} ({kernel})", v.major, v.minor, v.patch);
-        Ok(api)
-    }
-}
-
-fn check(status: Status, what: &str) -> std::result::Result<(), String> {
-    if status == DNNL_SUCCESS {
-        Ok(())
-    } else {
-        Err(format!("{what} failed with oneDNN status {status}"))
-    }
-}
-
-/// Fills the three memory descriptors of `g` and creates its primitive descriptor.
-///
-/// SAFETY: `api` holds valid oneDNN 2.x entry points.
-unsafe fn create_pd(
-    api: &Api,
-    g: &Gemm,
-) -> std::result::Result<(Handle, [Box<MemoryDesc>; 3]), String> {
-    let dims = |a: usize, b: usize| -> Dims {
-        let mut d = [0i64; 12];
-        d[0] = a as i64;
-        d[1] = b as i64;
-        d
-    };
-    let descs = [
-        MemoryDesc::boxed(),
-        MemoryDesc::boxed(),
-        MemoryDesc::boxed(),
-    ];
-    let layouts = [
-        (dims(g.m, g.k), dims(g.a_strides[0], g.a_strides[1]), g.a),
-        (dims(g.k, g.n), dims(g.b_strides[0], g.b_strides[1]), g.b),
-        (dims(g.m, g.n), dims(g.c_row_stride, 1), g.c),
-    ];
-    for (desc, (d, s, e)) in descs.iter().zip(layouts) {
-        let desc = &**desc as *const MemoryDesc as *mut MemoryDesc;
-        check(
-            (api.md_by_strides)(desc, 2, d.as_ptr(), e.code(), s.as_ptr()),
-            "dnnl_memory_desc_init_by_strides",
-        )?;
-    }
-    let op = MatmulDesc::boxed();
-    check(
-        (api.matmul_desc_init)(
-            &*op as *const MatmulDesc as *mut MatmulDesc,
-            &*descs[0],
-            &*descs[1],
-            std::ptr::null(),
-            &*descs[2],
-        ),
-        "dnnl_matmul_desc_init",
-    )?;
-    let mut attr: Handle = std::ptr::null_mut();
-    check((api.attr_create)(&mut attr), "dnnl_primitive_attr_create")?;
-    let mut pd: Handle = std::ptr::null_mut();
-    let created = check(
-        (api.attr_set_scratchpad)(attr, SCRATCHPAD_MODE_USER),
-        "dnnl_primitive_attr_set_scratchpad_mode",
-    )
-    .and_then(|_| {
-        check(
-            (api.pd_create)(&mut pd, &*op, attr, api.engine, std::ptr::null_mut()),
-            "dnnl_primitive_desc_create (matmul)",
-        )
-    });
-    (api.attr_destroy)(attr);
-    created?;
-    Ok((pd, descs))
 }
 
 fn primitive(api: &'static Api, g: &Gemm) -> Result<Arc<Primitive>> {
