@@ -16,7 +16,7 @@
 use half::bf16;
 use rayon::prelude::*;
 
-use super::cpu_ops::{exp, to_bf16};
+use super::cpu_ops::{exp, simd_dispatch, to_bf16};
 use super::onednn::{self, Elem, Gemm};
 use crate::{Error, Result};
 
@@ -141,33 +141,8 @@ impl SendPtr {
     }
 }
 
-/// `out = softmax(s · scale)` over one row, in f32, rounded to bf16.
-fn softmax_row(s: &mut [f32], scale: f32, out: &mut [bf16]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the feature was detected at run time.
-            return unsafe { softmax_avx512(s, scale, out) };
-        }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: as above.
-            return unsafe { softmax_avx2(s, scale, out) };
-        }
-    }
-    softmax_generic(s, scale, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-unsafe fn softmax_avx512(s: &mut [f32], scale: f32, out: &mut [bf16]) {
-    softmax_generic(s, scale, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn softmax_avx2(s: &mut [f32], scale: f32, out: &mut [bf16]) {
-    softmax_generic(s, scale, out)
-}
+// `out = softmax(s · scale)` over one row, in f32, rounded to bf16.
+simd_dispatch!(fn softmax_row(s: &mut [f32], scale: f32, out: &mut [bf16]) => softmax_generic);
 
 /// Written so that each loop vectorises: lanes of independent accumulators, a branch-free exp.
 /// The exponentials overwrite the scores.

@@ -13,6 +13,37 @@ use rayon::prelude::*;
 use super::cpu_mm::with_bf16;
 use crate::Result;
 
+/// Defines `$name`, which runs `$generic` compiled for AVX-512, or for AVX2 + FMA, where the CPU
+/// has them (detected at run time) and as portable code elsewhere. The generic bodies are loops
+/// written to vectorise; `target_feature` is what lets the compiler use the wide registers.
+macro_rules! simd_dispatch {
+    ($vis:vis fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? => $generic:ident) => {
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+                unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
+                    $generic($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
+                    $generic($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the features were detected at run time.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    // SAFETY: as above.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $generic($($arg),*)
+        }
+    };
+}
+pub(crate) use simd_dispatch;
+
 /// Elements per rayon task.
 const CHUNK: usize = 1 << 14;
 
@@ -79,46 +110,7 @@ pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -> Resul
     Ok(Some(Tensor::from_vec(out, x.dims(), x.device())?))
 }
 
-fn norm_row(x: &[bf16], w: &[f32], b: &[f32], eps: f32, row: &mut [f32], out: &mut [bf16]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the feature was detected at run time.
-            return unsafe { norm_row_avx512(x, w, b, eps, row, out) };
-        }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: as above.
-            return unsafe { norm_row_avx2(x, w, b, eps, row, out) };
-        }
-    }
-    norm_row_generic(x, w, b, eps, row, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-unsafe fn norm_row_avx512(
-    x: &[bf16],
-    w: &[f32],
-    b: &[f32],
-    eps: f32,
-    row: &mut [f32],
-    out: &mut [bf16],
-) {
-    norm_row_generic(x, w, b, eps, row, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn norm_row_avx2(
-    x: &[bf16],
-    w: &[f32],
-    b: &[f32],
-    eps: f32,
-    row: &mut [f32],
-    out: &mut [bf16],
-) {
-    norm_row_generic(x, w, b, eps, row, out)
-}
+simd_dispatch!(fn norm_row(x: &[bf16], w: &[f32], b: &[f32], eps: f32, row: &mut [f32], out: &mut [bf16]) => norm_row_generic);
 
 #[inline(always)]
 fn norm_row_generic(x: &[bf16], w: &[f32], b: &[f32], eps: f32, row: &mut [f32], out: &mut [bf16]) {
@@ -183,32 +175,7 @@ fn map(x: &Tensor, y: Option<&Tensor>, f: fn(f32, f32) -> f32) -> Result<Tensor>
     Ok(Tensor::from_vec(out, x.dims(), x.device())?)
 }
 
-fn apply(out: &mut [bf16], x: &[bf16], y: Option<&[bf16]>, f: fn(f32, f32) -> f32) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the feature was detected at run time.
-            return unsafe { apply_avx512(out, x, y, f) };
-        }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: as above.
-            return unsafe { apply_avx2(out, x, y, f) };
-        }
-    }
-    apply_generic(out, x, y, f)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-unsafe fn apply_avx512(out: &mut [bf16], x: &[bf16], y: Option<&[bf16]>, f: fn(f32, f32) -> f32) {
-    apply_generic(out, x, y, f)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn apply_avx2(out: &mut [bf16], x: &[bf16], y: Option<&[bf16]>, f: fn(f32, f32) -> f32) {
-    apply_generic(out, x, y, f)
-}
+simd_dispatch!(fn apply(out: &mut [bf16], x: &[bf16], y: Option<&[bf16]>, f: fn(f32, f32) -> f32) => apply_generic);
 
 #[inline(always)]
 fn apply_generic(out: &mut [bf16], x: &[bf16], y: Option<&[bf16]>, f: fn(f32, f32) -> f32) {

@@ -221,11 +221,7 @@ fn grounding_answer_streams_into_history() {
     let c = w.conversation();
     let hash = w.red_square();
     let (sink, rx) = sink_with(|_| {});
-    let turn = Turn::New {
-        conversation: c,
-        text: PROMPT.into(),
-        attachments: vec![AttachmentRef::Hash(hash)],
-    };
+    let turn = image_turn(c, hash);
     let ids = w.chat().start(turn, greedy(), sink).unwrap();
     let events = collect(&rx);
     let GenerationEvent::Started {
@@ -283,11 +279,7 @@ fn cancel_mid_answer_keeps_the_partial_text() {
             }
         }
     });
-    let turn = Turn::New {
-        conversation: c,
-        text: PROMPT.into(),
-        attachments: vec![AttachmentRef::Hash(hash)],
-    };
+    let turn = image_turn(c, hash);
     let ids = w.chat().start(turn, greedy(), sink).unwrap();
     let events = collect(&rx);
     let n_tokens = events
@@ -378,6 +370,30 @@ fn ipc_shapes() {
     assert_eq!(serde_json::to_value(e).unwrap()["error"]["kind"], "busy");
 }
 
+/// A new turn asking `PROMPT` about the image `hash`.
+fn image_turn(conversation: ConversationId, hash: String) -> Turn {
+    Turn::New {
+        conversation,
+        text: PROMPT.into(),
+        attachments: vec![AttachmentRef::Hash(hash)],
+    }
+}
+
+/// A new turn asking when the ball appears in `clip`, sampled at `fps`.
+fn ball_turn(conversation: ConversationId, clip: String, fps: f64) -> Turn {
+    Turn::New {
+        conversation,
+        text: "When does the ball appear?".into(),
+        attachments: vec![AttachmentRef::With {
+            hash: clip,
+            video: Some(VideoRequest {
+                fps: Some(fps),
+                ..VideoRequest::default()
+            }),
+        }],
+    }
+}
+
 /// The fixture clip (20 frames at 10 fps, 2 s) imported and recorded; its hash.
 fn ball_clip(w: &World) -> String {
     let a = w
@@ -462,17 +478,7 @@ fn frame_extraction_streams_progress_before_the_answer() {
     let c = w.conversation();
     let clip = ball_clip(&w);
     let (sink, rx) = sink_with(|_| {});
-    let turn = Turn::New {
-        conversation: c,
-        text: "When does the ball appear?".into(),
-        attachments: vec![AttachmentRef::With {
-            hash: clip,
-            video: Some(VideoRequest {
-                fps: Some(5.0),
-                ..VideoRequest::default()
-            }),
-        }],
-    };
+    let turn = ball_turn(c, clip, 5.0);
     let settings = Settings {
         max_new_tokens: Some(2),
         ..greedy()
@@ -518,17 +524,7 @@ fn cancel_during_frame_extraction_stops_it_and_keeps_an_interrupted_answer() {
             slot.cancel();
         }
     });
-    let turn = Turn::New {
-        conversation: c,
-        text: "When does the ball appear?".into(),
-        attachments: vec![AttachmentRef::With {
-            hash: clip,
-            video: Some(VideoRequest {
-                fps: Some(10.0),
-                ..VideoRequest::default()
-            }),
-        }],
-    };
+    let turn = ball_turn(c, clip, 10.0);
     let ids = w.chat().start(turn, greedy(), sink).unwrap();
     let events = collect(&rx);
     let extracted = events

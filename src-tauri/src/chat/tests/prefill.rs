@@ -25,11 +25,7 @@ fn an_image_answer_reports_the_vision_tower_and_the_prompt_before_its_first_toke
     let c = w.conversation();
     let hash = w.red_square();
     let (sink, rx) = sink_with(|_| {});
-    let turn = Turn::New {
-        conversation: c,
-        text: PROMPT.into(),
-        attachments: vec![AttachmentRef::Hash(hash)],
-    };
+    let turn = image_turn(c, hash);
     let ids = w.chat().start(turn, greedy(), sink).unwrap();
     let events = collect(&rx);
     assert!(matches!(events[0], GenerationEvent::Started { .. }));
@@ -78,11 +74,7 @@ fn stop_while_the_image_is_read_ends_at_the_next_block_with_an_interrupted_answe
             slot.cancel();
         }
     });
-    let turn = Turn::New {
-        conversation: c,
-        text: PROMPT.into(),
-        attachments: vec![AttachmentRef::Hash(hash)],
-    };
+    let turn = image_turn(c, hash);
     let ids = w.chat().start(turn, greedy(), sink).unwrap();
     let events = collect(&rx);
     let (depth, _) = depths(&w);
@@ -117,17 +109,7 @@ fn a_video_answer_reports_frames_then_the_tower_over_them_then_the_prompt() {
     let c = w.conversation();
     let clip = ball_clip(&w);
     let (sink, rx) = sink_with(|_| {});
-    let turn = Turn::New {
-        conversation: c,
-        text: "When does the ball appear?".into(),
-        attachments: vec![AttachmentRef::With {
-            hash: clip,
-            video: Some(VideoRequest {
-                fps: Some(2.0),
-                ..VideoRequest::default()
-            }),
-        }],
-    };
+    let turn = ball_turn(c, clip, 2.0);
     let settings = Settings {
         max_new_tokens: Some(2),
         ..greedy()
