@@ -25,13 +25,40 @@ use crate::{Error, Result};
 /// softmax reads it once, row by row); smaller blocks make the second GEMM too skinny.
 const BLOCK_ROWS: usize = 128;
 
-/// Where one attention problem's groups (heads, frames) sit in flat bf16 buffers.
+/// Where one operand's groups (heads, frames) sit in a flat bf16 buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct Rows<'a> {
+    /// Element offset of each group's first row.
+    pub offsets: &'a [usize],
+    /// Elements from one row of a group to the next: `head_dim` when a group's rows are
+    /// adjacent, more when heads are interleaved within each token's row (a fused qkv
+    /// projection read in place, an output laid out as `[tokens, heads·hd]`).
+    pub stride: usize,
+}
+
+impl<'a> Rows<'a> {
+    /// Groups whose rows are adjacent (`[.., rows, hd]` blocks).
+    pub fn dense(offsets: &'a [usize], head_dim: usize) -> Self {
+        Self {
+            offsets,
+            stride: head_dim,
+        }
+    }
+
+    /// Elements past the last one that group `g` touches with `rows` rows of `hd`.
+    fn end(&self, g: usize, rows: usize, hd: usize) -> usize {
+        self.offsets[g] + rows.saturating_sub(1) * self.stride + hd
+    }
+}
+
+/// One attention problem: groups of query rows, each with its key/value group.
 #[derive(Debug, Clone)]
 pub struct Problem<'a> {
-    /// Element offset of each group's first query row in `q` (and in the output).
-    pub q_offsets: &'a [usize],
-    /// Element offset of each group's first key/value row in `k` and `v`.
-    pub kv_offsets: &'a [usize],
+    pub q: Rows<'a>,
+    /// Each query group's keys and values (one offset per query group; groups may share them).
+    pub k: Rows<'a>,
+    pub v: Rows<'a>,
+    pub out: Rows<'a>,
     /// Query rows per group.
     pub rows: usize,
     /// Key/value rows per group.
@@ -43,16 +70,22 @@ pub struct Problem<'a> {
     pub causal_offset: Option<usize>,
 }
 
-/// `softmax(q·kᵀ·scale [causal]) · v` per group; rows of q, k, v and the output are `head_dim`
-/// contiguous elements. The output has q's layout; elements outside the groups are left as given.
+/// `softmax(q·kᵀ·scale [causal]) · v` per group; each row of q, k, v and the output is
+/// `head_dim` contiguous elements. Elements of `out` outside the groups are left as given.
 pub fn attention(p: &Problem, q: &[bf16], k: &[bf16], v: &[bf16], out: &mut [bf16]) -> Result<()> {
     let hd = p.head_dim;
     let bad = |reason: String| Error::BadInput {
         what: "attention problem".into(),
         reason,
     };
-    if p.q_offsets.len() != p.kv_offsets.len() {
-        return Err(bad("one key/value offset per query group is needed".into()));
+    let groups = p.q.offsets.len();
+    if [&p.k, &p.v, &p.out]
+        .iter()
+        .any(|r| r.offsets.len() != groups)
+    {
+        return Err(bad(
+            "one key, value and output offset per query group are needed".into(),
+        ));
     }
     if let Some(c) = p.causal_offset {
         if c + p.rows > p.keys {
@@ -64,28 +97,34 @@ pub fn attention(p: &Problem, q: &[bf16], k: &[bf16], v: &[bf16], out: &mut [bf1
             )));
         }
     }
-    let q_len = p.rows * hd;
-    let kv_len = p.keys * hd;
-    if out.len() != q.len()
-        || p.q_offsets.iter().any(|&o| o + q_len > q.len())
-        || p.kv_offsets
-            .iter()
-            .any(|&o| o + kv_len > k.len() || o + kv_len > v.len())
+    if p.rows == 0 || groups == 0 {
+        return Ok(());
+    }
+    if p.keys == 0 {
+        return Err(bad("queries without keys".into()));
+    }
+    if [&p.q, &p.k, &p.v, &p.out].iter().any(|r| r.stride < hd)
+        || (0..groups).any(|g| {
+            p.q.end(g, p.rows, hd) > q.len()
+                || p.k.end(g, p.keys, hd) > k.len()
+                || p.v.end(g, p.keys, hd) > v.len()
+                || p.out.end(g, p.rows, hd) > out.len()
+        })
     {
-        return Err(bad("a group reaches past its buffer".into()));
+        return Err(bad(
+            "a group reaches past its buffer, or its rows overlap".into()
+        ));
     }
     // Output blocks are written from several threads: they must not overlap.
-    let mut sorted: Vec<usize> = p.q_offsets.to_vec();
-    sorted.sort_unstable();
-    if sorted.windows(2).any(|w| w[0] + q_len > w[1]) {
-        return Err(bad("query groups overlap".into()));
+    if !disjoint(&p.out, p.rows, hd) {
+        return Err(bad("output groups overlap".into()));
     }
 
     // Tasks: (group, first row) blocks, all disjoint output ranges.
-    let tasks: Vec<(usize, usize)> = (0..p.q_offsets.len())
+    let tasks: Vec<(usize, usize)> = (0..groups)
         .flat_map(|g| (0..p.rows).step_by(BLOCK_ROWS).map(move |r| (g, r)))
         .collect();
-    let out_ptr = SendPtr(out.as_mut_ptr());
+    let (out_ptr, out_len) = (SendPtr(out.as_mut_ptr()), out.len());
     tasks.into_par_iter().try_for_each_init(
         || (Vec::<f32>::new(), Vec::<bf16>::new()),
         |(scores, probs), (g, r0)| -> Result<()> {
@@ -94,20 +133,15 @@ pub fn attention(p: &Problem, q: &[bf16], k: &[bf16], v: &[bf16], out: &mut [bf1
             let keys = p.causal_offset.map_or(p.keys, |c| c + r0 + rows);
             scores.resize(rows * keys, 0.0);
             probs.resize(rows * keys, bf16::ZERO);
-            let qo = p.q_offsets[g] + r0 * hd;
-            let kvo = p.kv_offsets[g];
+            let qo = p.q.offsets[g] + r0 * p.q.stride;
+            let (ko, vo) = (p.k.offsets[g], p.v.offsets[g]);
             // S = Q_blk · K[..keys]ᵀ: K's rows read as the columns of a [hd, keys] matrix.
             let s = Gemm {
-                b_strides: [1, hd],
+                a_strides: [p.q.stride, 1],
+                b_strides: [1, p.k.stride],
                 ..Gemm::linear(rows, keys, hd, Elem::Bf16, Elem::Bf16, Elem::F32)
             };
-            onednn::gemm(
-                &s,
-                &q[qo..qo + rows * hd],
-                &k[kvo..kvo + keys * hd],
-                scores,
-                1,
-            )?;
+            onednn::gemm(&s, &q[qo..], &k[ko..], scores, 1)?;
             for (i, (srow, prow)) in scores
                 .chunks_exact_mut(keys)
                 .zip(probs.chunks_exact_mut(keys))
@@ -119,15 +153,64 @@ pub fn attention(p: &Problem, q: &[bf16], k: &[bf16], v: &[bf16], out: &mut [bf1
             }
             // O_blk = P · V[..keys], rounded once into the output.
             let o = Gemm {
-                b_strides: [hd, 1],
+                b_strides: [p.v.stride, 1],
+                c_row_stride: p.out.stride,
                 ..Gemm::linear(rows, hd, keys, Elem::Bf16, Elem::Bf16, Elem::Bf16)
             };
-            // SAFETY: this task's output rows [qo, qo + rows·hd) lie inside `out` (checked above)
-            // and no other task writes them (groups do not overlap; blocks split a group).
-            let dst = unsafe { std::slice::from_raw_parts_mut(out_ptr.get().add(qo), rows * hd) };
-            onednn::gemm(&o, probs, &v[kvo..kvo + keys * hd], dst, 1)
+            let oo = p.out.offsets[g] + r0 * p.out.stride;
+            // SAFETY: the rows this task writes lie inside `out` (checked above), and no other
+            // task writes them: groups are disjoint and blocks split a group by rows. Reading
+            // the pointer range as a slice would alias other tasks' interleaved rows, so oneDNN
+            // gets the pointer itself.
+            unsafe {
+                onednn::gemm_raw(
+                    &o,
+                    probs,
+                    &v[vo..],
+                    None,
+                    out_ptr.get().add(oo),
+                    out_len - oo,
+                    1,
+                )
+            }
         },
     )
+}
+
+/// Whether groups of `rows` rows of `hd` elements, laid out as `r`, touch no element twice.
+fn disjoint(r: &Rows, rows: usize, hd: usize) -> bool {
+    if r.stride == hd || rows == 1 {
+        // Each group is one interval.
+        let mut starts: Vec<usize> = r.offsets.to_vec();
+        starts.sort_unstable();
+        return starts.windows(2).all(|w| w[0] + rows * hd <= w[1]);
+    }
+    // Strided: a group is a column band [c, c + hd) of the rows [r0, r0 + rows) of a
+    // `stride`-wide matrix. Bands must stay inside a row; bands that share columns must not
+    // share rows.
+    let mut bands: Vec<(usize, usize)> = r
+        .offsets
+        .iter()
+        .map(|&o| (o % r.stride, o / r.stride))
+        .collect();
+    if bands.iter().any(|&(c, _)| c + hd > r.stride) {
+        return false;
+    }
+    bands.sort_unstable();
+    let mut i = 0;
+    while i < bands.len() {
+        let c = bands[i].0;
+        let j = i + bands[i..].iter().take_while(|b| b.0 == c).count();
+        if bands[i..j].windows(2).any(|w| w[0].1 + rows > w[1].1) {
+            return false;
+        }
+        if j < bands.len() && bands[j].0 < c + hd {
+            // A band starting inside this one's columns: refuse rather than compare rows.
+            return false;
+        }
+        i = j;
+    }
+    true
 }
 
 #[derive(Clone, Copy)]
@@ -153,7 +236,8 @@ fn softmax_generic(s: &mut [f32], scale: f32, out: &mut [bf16]) {
     let mut m = [f32::NEG_INFINITY; L];
     for c in s[..split].chunks_exact(L) {
         for l in 0..L {
-            m[l] = m[l].max(c[l]);
+            // Not `f32::max`: its NaN rule costs two more instructions per vector.
+            m[l] = if c[l] > m[l] { c[l] } else { m[l] };
         }
     }
     let max = s[split..]
@@ -199,11 +283,11 @@ mod tests {
         let hd = p.head_dim;
         let mut out = vec![0f64; p.rows * hd];
         for i in 0..p.rows {
-            let qi = &q[p.q_offsets[g] + i * hd..][..hd];
+            let qi = &q[p.q.offsets[g] + i * p.q.stride..][..hd];
             let visible = p.causal_offset.map_or(p.keys, |c| c + i + 1);
             let s: Vec<f64> = (0..visible)
                 .map(|j| {
-                    let kj = &k[p.kv_offsets[g] + j * hd..][..hd];
+                    let kj = &k[p.k.offsets[g] + j * p.k.stride..][..hd];
                     let d: f64 = qi
                         .iter()
                         .zip(kj)
@@ -216,7 +300,7 @@ mod tests {
             let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
             let z: f64 = e.iter().sum();
             for (j, w) in e.iter().enumerate() {
-                let vj = &v[p.kv_offsets[g] + j * hd..][..hd];
+                let vj = &v[p.v.offsets[g] + j * p.v.stride..][..hd];
                 for d in 0..hd {
                     out[i * hd + d] += w / z * vj[d].to_f64();
                 }
@@ -245,8 +329,10 @@ mod tests {
             let q_offsets: Vec<usize> = (0..groups).map(|g| g * (rows + 2) * hd).collect();
             let kv_offsets: Vec<usize> = (0..groups).map(|g| (g / 2) * (keys + 1) * hd).collect();
             let p = Problem {
-                q_offsets: &q_offsets,
-                kv_offsets: &kv_offsets,
+                q: Rows::dense(&q_offsets, hd),
+                k: Rows::dense(&kv_offsets, hd),
+                v: Rows::dense(&kv_offsets, hd),
+                out: Rows::dense(&q_offsets, hd),
                 rows,
                 keys,
                 head_dim: hd,
@@ -274,8 +360,10 @@ mod tests {
         }
         // Overlapping groups are refused rather than raced.
         let p = Problem {
-            q_offsets: &[0, 4],
-            kv_offsets: &[0, 0],
+            q: Rows::dense(&[0, 4], 4),
+            k: Rows::dense(&[0, 0], 4),
+            v: Rows::dense(&[0, 0], 4),
+            out: Rows::dense(&[0, 4], 4),
             rows: 2,
             keys: 2,
             head_dim: 4,
@@ -285,6 +373,81 @@ mod tests {
         let b = values(16, 0, 1.0);
         let mut out = vec![bf16::ZERO; 16];
         assert!(attention(&p, &b, &b, &b, &mut out).is_err());
+        Ok(())
+    }
+
+    /// Heads read in place from a fused `[N, 3, H, hd]` projection and written to `[N, H, hd]`:
+    /// the same numbers as the reference, every output element written exactly once.
+    #[test]
+    fn interleaved_heads_match_reference() -> Result<()> {
+        if !onednn::available() {
+            eprintln!("skipped: {}", onednn::describe());
+            return Ok(());
+        }
+        let (n, h, hd) = (140, 3, 16);
+        let d = h * hd;
+        let qkv = values(n * 3 * d, 5, 2.0);
+        let q_off: Vec<usize> = (0..h).map(|i| i * hd).collect();
+        let k_off: Vec<usize> = (0..h).map(|i| d + i * hd).collect();
+        let v_off: Vec<usize> = (0..h).map(|i| 2 * d + i * hd).collect();
+        let out_off: Vec<usize> = (0..h).map(|i| i * hd).collect();
+        let p = Problem {
+            q: Rows {
+                offsets: &q_off,
+                stride: 3 * d,
+            },
+            k: Rows {
+                offsets: &k_off,
+                stride: 3 * d,
+            },
+            v: Rows {
+                offsets: &v_off,
+                stride: 3 * d,
+            },
+            out: Rows {
+                offsets: &out_off,
+                stride: d,
+            },
+            rows: n,
+            keys: n,
+            head_dim: hd,
+            scale: (hd as f32).powf(-0.5),
+            causal_offset: None,
+        };
+        let mut out = vec![bf16::from_f32(7.0); n * d];
+        attention(&p, &qkv, &qkv, &qkv, &mut out)?;
+        for g in 0..h {
+            let want = reference(&p, &qkv, &qkv, &qkv, g);
+            for i in 0..n {
+                for j in 0..hd {
+                    let (x, y) = (out[i * d + g * hd + j].to_f64(), want[i * hd + j]);
+                    assert!((x - y).abs() < 2e-2 * (0.1 + y.abs()), "{x} vs {y}");
+                }
+            }
+        }
+        assert!(out.iter().all(|x| *x != bf16::from_f32(7.0)));
+        // Two heads in overlapping columns are refused.
+        let bad_off = [0, hd / 2];
+        let bad = Problem {
+            q: Rows {
+                offsets: &q_off[..2],
+                stride: 3 * d,
+            },
+            k: Rows {
+                offsets: &k_off[..2],
+                stride: 3 * d,
+            },
+            v: Rows {
+                offsets: &v_off[..2],
+                stride: 3 * d,
+            },
+            out: Rows {
+                offsets: &bad_off,
+                stride: d,
+            },
+            ..p.clone()
+        };
+        assert!(attention(&bad, &qkv, &qkv, &qkv, &mut out).is_err());
         Ok(())
     }
 }

@@ -40,21 +40,29 @@ pub fn linear_layer(l: &candle_nn::Linear, x: &Tensor) -> Result<Tensor> {
     if !applies(l.weight()) {
         return Ok(l.forward(x)?);
     }
-    let y = linear(x, l.weight())?;
-    Ok(match l.bias() {
-        Some(b) => y.broadcast_add(b)?,
-        None => y,
-    })
+    linear_with(x, l.weight(), l.bias())
 }
 
 /// `x · Wᵀ` for `x` `[..., in]` and `w` `[out, in]`, in `x`'s dtype.
 pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    linear_with(x, w, None)
+}
+
+/// `x · Wᵀ + b`: through oneDNN the bias is added before the product's one rounding (as in
+/// torch's bf16 `F.linear`); elsewhere it is a separate add.
+fn linear_with(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    let add_bias = |y: Tensor| -> Result<Tensor> {
+        Ok(match bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
+    };
     if !matches!(x.device(), Device::Cpu) || !is_half(w.dtype()) {
         let w = match x.dims().len() {
             3 => w.broadcast_left(x.dim(0)?)?.t()?,
             _ => w.t()?,
         };
-        return Ok(x.matmul(&w)?);
+        return add_bias(x.matmul(&w)?);
     }
     let dims = x.dims().to_vec();
     let k = *dims.last().expect("rank ≥ 1");
@@ -70,12 +78,15 @@ pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let y = if rows <= GEMV_MAX_ROWS && w.dtype() == DType::BF16 {
         gemv_bf16(&x2, w)?
     } else if x.dtype() == DType::BF16 && w.dtype() == DType::BF16 && onednn::available() {
-        return Ok(gemm_bf16(&x2, w)?.reshape(out_dims(dims, out_dim))?);
+        let bias = bias.filter(|b| b.dtype() == DType::BF16 && b.dims() == [out_dim]);
+        let fused = bias.is_some();
+        let y = gemm_bf16(&x2, w, bias)?.reshape(out_dims(dims, out_dim))?;
+        return if fused { Ok(y) } else { add_bias(y) };
     } else {
         let wf = w.to_dtype(DType::F32)?;
         x2.to_dtype(DType::F32)?.matmul(&wf.t()?)?
     };
-    Ok(y.to_dtype(x.dtype())?.reshape(out_dims(dims, out_dim))?)
+    add_bias(y.to_dtype(x.dtype())?.reshape(out_dims(dims, out_dim))?)
 }
 
 fn out_dims(mut dims: Vec<usize>, out_dim: usize) -> Vec<usize> {
@@ -136,7 +147,7 @@ pub(crate) fn group_offsets(layout: &candle_core::Layout) -> Result<Vec<usize>> 
 /// own OpenMP threads keep spinning after each call while rayon's and candle's pools work, and on
 /// few cores the pools took turns stealing time (libgomp spin loops were ~7 % of a vision
 /// encode's samples and ~8 % of a 128-token prefill's).
-fn gemm_bf16(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+fn gemm_bf16(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     const MIN_ROWS_PER_TASK: usize = 128;
     let (m, k) = x.dims2()?;
     let n = w.dim(0)?;
@@ -147,13 +158,23 @@ fn gemm_bf16(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     };
     let plan = |m| onednn::Gemm {
         b_strides,
+        bias: bias.map(|_| Elem::Bf16),
         ..onednn::Gemm::linear(m, n, k, Elem::Bf16, Elem::Bf16, Elem::Bf16)
+    };
+    let bias = match bias {
+        Some(b) => Some(b.to_dtype(DType::BF16)?.to_vec1::<bf16>()?),
+        None => None,
+    };
+    // One oneDNN call, with the bias row from column `j0` when there is one.
+    let call = |g: &onednn::Gemm, x: &[bf16], w: &[bf16], j0: usize, out: &mut [bf16]| match &bias {
+        Some(b) => onednn::gemm_bias(g, x, w, &b[j0..], out, 1),
+        None => onednn::gemm(g, x, w, out, 1),
     };
     let mut out = vec![bf16::ZERO; m * n];
     with_bf16(x, |x| {
         with_weight(w, |w| {
             if threads == 1 {
-                return onednn::gemm(&plan(m), x, w, &mut out, 1);
+                return call(&plan(m), x, w, 0, &mut out);
             }
             if m < MIN_ROWS_PER_TASK * threads {
                 // Few rows: split the output columns instead, each task packing only its share
@@ -175,7 +196,7 @@ fn gemm_bf16(x: &Tensor, w: &Tensor) -> Result<Tensor> {
                             _ => j0,          // [k, n] columns
                         };
                         let mut block = vec![bf16::ZERO; m * nb];
-                        onednn::gemm(&g, x, &w[start..], &mut block, 1).map(|_| (j0, block))
+                        call(&g, x, &w[start..], j0, &mut block).map(|_| (j0, block))
                     })
                     .collect::<Result<_>>()?;
                 for (j0, block) in blocks {
@@ -189,7 +210,7 @@ fn gemm_bf16(x: &Tensor, w: &Tensor) -> Result<Tensor> {
             let rows = m.div_ceil(threads);
             out.par_chunks_mut(rows * n)
                 .zip(x.par_chunks(rows * k))
-                .try_for_each(|(out, x)| onednn::gemm(&plan(x.len() / k), x, w, out, 1))
+                .try_for_each(|(out, x)| call(&plan(x.len() / k), x, w, 0, out))
         })
     })?;
     Ok(Tensor::from_vec(out, (m, n), &Device::Cpu)?)
@@ -435,6 +456,29 @@ mod tests {
         let b = Tensor::randn(0f32, 1.0, (2, 4, 5), &dev)?.to_dtype(DType::BF16)?;
         let want = a.to_dtype(DType::F32)?.matmul(&b.to_dtype(DType::F32)?)?;
         assert!(max_rel(&matmul(&a, &b)?, &want) < 1e-2);
+        Ok(())
+    }
+
+    /// A linear layer with a bias, on every path (GEMV, column split, row split): the f32
+    /// product plus bias, within one bf16 rounding of the output — with a bias large against
+    /// the product, so a bias dropped or added twice would show.
+    #[test]
+    fn bias_is_added_once_on_every_path() -> Result<()> {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (150, 70), &dev)?.to_dtype(DType::BF16)?;
+        let b = (Tensor::randn(0f32, 1.0, 150, &dev)? * 30.0)?.to_dtype(DType::BF16)?;
+        let layer = candle_nn::Linear::new(w.clone(), Some(b.clone()));
+        for rows in [1usize, 9, 300] {
+            let x = Tensor::randn(0f32, 1.0, (rows, 70), &dev)?.to_dtype(DType::BF16)?;
+            let want = x
+                .to_dtype(DType::F32)?
+                .matmul(&w.to_dtype(DType::F32)?.t()?)?
+                .broadcast_add(&b.to_dtype(DType::F32)?)?;
+            let got = linear_layer(&layer, &x)?;
+            assert_eq!(got.dims(), &[rows, 150]);
+            let err = max_rel(&got, &want);
+            assert!(err < 1e-2, "rows {rows}: {err}");
+        }
         Ok(())
     }
 }

@@ -56,12 +56,7 @@ pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
     if !fast_path(x) {
         return Ok(x.gelu()?);
     }
-    map(x, None, |x, _| {
-        const C: f32 = 0.797_884_6; // √(2/π)
-        let y = C * x.mul_add(0.044_715 * x * x, x);
-        // ½·x·(1 + tanh y) = x · e^{2y} / (e^{2y} + 1) = x / (1 + e^{-2y})
-        x / (1.0 + exp(-2.0 * y))
-    })
+    map(x, None, Op::GeluTanh)
 }
 
 /// `silu(gate) ⊙ up` in one pass (the text MLP's and the experts' activation).
@@ -72,7 +67,39 @@ pub fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     // silu(g) is rounded to bf16 before the product, as transformers' `act_fn(gate) * up`
     // does in bf16: rounding it once instead moved the MoE fixture's near-tied top-k routing
     // (bf16 logits vs f32 went from 2e-2 to 4e-2 relative).
-    map(gate, Some(up), |g, u| round_bf16(g / (1.0 + exp(-g))) * u)
+    map(gate, Some(up), Op::SiluMul)
+}
+
+/// `a + b` for bf16 tensors of one shape (residual connections), in f32 and rounded once like
+/// candle's and torch's bf16 add, which candle runs through a per-8-element conversion call.
+pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if !fast_path(a) || b.dtype() != DType::BF16 || a.dims() != b.dims() {
+        return Ok((a + b)?);
+    }
+    map(a, Some(b), Op::Add)
+}
+
+/// The element-wise functions `map` applies. An enum rather than a function pointer or closure:
+/// the per-element function must be inlined into the loop compiled for AVX-512/AVX2 to
+/// vectorise (through a pointer each element was a scalar call, ~7 % of a vision encode).
+#[derive(Clone, Copy)]
+enum Op {
+    GeluTanh,
+    SiluMul,
+    Add,
+}
+
+#[inline(always)]
+fn gelu_tanh_f32(x: f32) -> f32 {
+    const C: f32 = 0.797_884_6; // √(2/π)
+    let y = C * x.mul_add(0.044_715 * x * x, x);
+    // ½·x·(1 + tanh y) = x · e^{2y} / (e^{2y} + 1) = x / (1 + e^{-2y})
+    x / (1.0 + exp(-2.0 * y))
+}
+
+#[inline(always)]
+fn silu_mul_f32(g: f32, u: f32) -> f32 {
+    round_bf16(g / (1.0 + exp(-g))) * u
 }
 
 /// LayerNorm over the last dimension of a bf16 tensor, two-pass (mean, then the variance of the
@@ -156,7 +183,7 @@ fn norm_row_generic(x: &[bf16], w: &[f32], b: &[f32], eps: f32, row: &mut [f32],
 }
 
 /// `f(x[i], y[i])` over bf16 tensors of one shape, in f32 arithmetic, rounded once.
-fn map(x: &Tensor, y: Option<&Tensor>, f: fn(f32, f32) -> f32) -> Result<Tensor> {
+fn map(x: &Tensor, y: Option<&Tensor>, f: Op) -> Result<Tensor> {
     let mut out = vec![bf16::ZERO; x.elem_count()];
     with_bf16(x, |xs| match y {
         Some(y) => with_bf16(y, |ys| {
@@ -175,21 +202,70 @@ fn map(x: &Tensor, y: Option<&Tensor>, f: fn(f32, f32) -> f32) -> Result<Tensor>
     Ok(Tensor::from_vec(out, x.dims(), x.device())?)
 }
 
-simd_dispatch!(fn apply(out: &mut [bf16], x: &[bf16], y: Option<&[bf16]>, f: fn(f32, f32) -> f32) => apply_generic);
+simd_dispatch!(fn apply(out: &mut [bf16], x: &[bf16], y: Option<&[bf16]>, f: Op) => apply_generic);
 
 #[inline(always)]
-fn apply_generic(out: &mut [bf16], x: &[bf16], y: Option<&[bf16]>, f: fn(f32, f32) -> f32) {
-    let wide = |b: bf16| f32::from_bits((b.to_bits() as u32) << 16);
-    match y {
-        Some(y) => {
+fn apply_generic(out: &mut [bf16], x: &[bf16], y: Option<&[bf16]>, f: Op) {
+    match (f, y) {
+        (Op::SiluMul, Some(y)) => {
             for ((o, &a), &b) in out.iter_mut().zip(x).zip(y) {
-                *o = to_bf16(f(wide(a), wide(b)));
+                *o = to_bf16(silu_mul_f32(a.to_f32(), b.to_f32()));
             }
         }
-        None => {
-            for (o, &a) in out.iter_mut().zip(x) {
-                *o = to_bf16(f(wide(a), 0.0));
+        (Op::Add, Some(y)) => {
+            for ((o, &a), &b) in out.iter_mut().zip(x).zip(y) {
+                *o = to_bf16(a.to_f32() + b.to_f32());
             }
+        }
+        (Op::GeluTanh, None) => {
+            for (o, &a) in out.iter_mut().zip(x) {
+                *o = to_bf16(gelu_tanh_f32(a.to_f32()));
+            }
+        }
+        _ => unreachable!("map passes a second operand exactly for the binary ops"),
+    }
+}
+
+/// Rotary embedding (rotate_half convention) of the query and key heads of a fused projection:
+/// `qkv` holds `[tokens, 3, heads, hd]` bf16 rows, `cos`/`sin` `[tokens, hd/2]` f32; returns the
+/// rotated q and k as `[tokens, 2, heads, hd]`. Computed in f32 and rounded once to bf16 —
+/// transformers' `apply_rotary_pos_emb_vision` (`q.float()`, rotate, cast back) — with the
+/// products and sum rounded separately, as candle's and torch's element-wise kernels do.
+/// Why: the tensor path permuted qkv into heads, widened q and k to f32, rotated and narrowed
+/// them again — five passes over the activations per block instead of one.
+pub fn rope_qk(qkv: &[bf16], cos: &[f32], sin: &[f32], heads: usize, hd: usize) -> Vec<bf16> {
+    let half = hd / 2;
+    let d = heads * hd;
+    let tokens = cos.len() / half.max(1);
+    debug_assert_eq!(qkv.len(), tokens * 3 * d);
+    let mut out = vec![bf16::ZERO; tokens * 2 * d];
+    const TOKENS_PER_TASK: usize = 64;
+    out.par_chunks_mut(TOKENS_PER_TASK * 2 * d)
+        .enumerate()
+        .for_each(|(c, out)| {
+            let t0 = c * TOKENS_PER_TASK;
+            for (i, out) in out.chunks_exact_mut(2 * d).enumerate() {
+                let t = t0 + i;
+                let (c, s) = (&cos[t * half..][..half], &sin[t * half..][..half]);
+                rope_token(&qkv[t * 3 * d..][..2 * d], c, s, out);
+            }
+        });
+    out
+}
+
+simd_dispatch!(fn rope_token(x: &[bf16], cos: &[f32], sin: &[f32], out: &mut [bf16]) => rope_token_generic);
+
+/// Every `cos.len()·2`-element head of `x` rotated into `out`.
+#[inline(always)]
+fn rope_token_generic(x: &[bf16], cos: &[f32], sin: &[f32], out: &mut [bf16]) {
+    let half = cos.len();
+    for (x, out) in x.chunks_exact(2 * half).zip(out.chunks_exact_mut(2 * half)) {
+        let (x1, x2) = x.split_at(half);
+        let (o1, o2) = out.split_at_mut(half);
+        for i in 0..half {
+            let (a, b) = (x1[i].to_f32(), x2[i].to_f32());
+            o1[i] = to_bf16(a * cos[i] - b * sin[i]);
+            o2[i] = to_bf16(b * cos[i] + a * sin[i]);
         }
     }
 }
@@ -204,7 +280,11 @@ pub(crate) fn exp(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4; // ln 2 in 10 significant bits, so n·LN2_HI is exact
     const LN2_LO: f32 = -2.121_944_4e-4;
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let t = x * std::f32::consts::LOG2_E + ROUND;
+    let n = t - ROUND;
+    // n as an integer straight from t's mantissa bits: `n as i32` is a saturating conversion
+    // that the compiler does lane by lane in scalar code, which un-vectorised every caller.
+    let ni = t.to_bits() as i32 - ROUND.to_bits() as i32;
     let f = (-n).mul_add(LN2_LO, (-n).mul_add(LN2_HI, x));
     let p = 1.0
         + f * (1.0
@@ -212,7 +292,7 @@ pub(crate) fn exp(x: f32) -> f32 {
                 + f * (1.0 / 6.0
                     + f * (1.0 / 24.0
                         + f * (1.0 / 120.0 + f * (1.0 / 720.0 + f * (1.0 / 5040.0)))))));
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    p * f32::from_bits(((ni + 127) as u32) << 23)
 }
 
 /// `x` rounded to the nearest bf16 value, kept in f32.
@@ -274,6 +354,11 @@ mod tests {
         let yq: Vec<f64> = y.to_dtype(DType::F64)?.to_vec1()?;
         let gelu: Vec<f32> = gelu_tanh(&x)?.to_dtype(DType::F32)?.to_vec1()?;
         let silu: Vec<f32> = silu_mul(&x, &y)?.to_dtype(DType::F32)?.to_vec1()?;
+        // The sum is candle's own, bit for bit.
+        assert_eq!(
+            add(&x, &y)?.to_vec1::<bf16>()?,
+            (&x + &y)?.to_vec1::<bf16>()?
+        );
         for i in 0..n {
             let (a, b) = (xq[i], yq[i]);
             let g = 0.5

@@ -321,8 +321,10 @@ fn prefill_attention(
                 let kv_offsets: Vec<usize> =
                     (0..q_offsets.len()).map(|g| k_off[g / n_rep]).collect();
                 let p = cpu_attention::Problem {
-                    q_offsets: &q_offsets,
-                    kv_offsets: &kv_offsets,
+                    q: cpu_attention::Rows::dense(&q_offsets, hd),
+                    k: cpu_attention::Rows::dense(&kv_offsets, hd),
+                    v: cpu_attention::Rows::dense(&kv_offsets, hd),
+                    out: cpu_attention::Rows::dense(&q_offsets, hd),
                     rows: l,
                     keys,
                     head_dim: hd,
@@ -404,7 +406,7 @@ impl TextDecoderLayer {
         // 1. Attention block, pre-norm + residual.
         let h = self.input_layernorm.forward(x)?;
         let h = self.self_attn.forward(&h, cos, sin, mask)?;
-        let x = (x + h)?;
+        let x = cpu_ops::add(x, &h)?;
         // 2. MLP / MoE block, pre-norm + residual.
         let h = self.post_attention_layernorm.forward(&x)?;
         let h = match &self.mlp {
@@ -417,7 +419,7 @@ impl TextDecoderLayer {
                 out
             }
         };
-        Ok((x + h)?)
+        cpu_ops::add(&x, &h)
     }
 }
 

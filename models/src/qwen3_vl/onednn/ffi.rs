@@ -45,6 +45,7 @@ pub(super) const DNNL_STREAM_DEFAULT: u32 = 1;
 pub(super) const ARG_SRC: c_int = 1;
 pub(super) const ARG_DST: c_int = 17;
 pub(super) const ARG_WEIGHTS: c_int = 33;
+pub(super) const ARG_BIAS: c_int = 41;
 pub(super) const ARG_SCRATCHPAD: c_int = 80;
 pub(super) const QUERY_IMPL_INFO_STR: c_int = 8;
 pub(super) const QUERY_SCRATCHPAD_MD: c_int = 136;
@@ -214,13 +215,14 @@ pub(super) fn check(status: Status, what: &str) -> std::result::Result<(), Strin
     }
 }
 
-/// Fills the three memory descriptors of `g` and creates its primitive descriptor.
+/// Fills the memory descriptors of `g` (A, B, C, and the bias row when it has one) and creates
+/// its primitive descriptor.
 ///
 /// SAFETY: `api` holds valid oneDNN 2.x entry points.
 pub(super) unsafe fn create_pd(
     api: &Api,
     g: &Gemm,
-) -> std::result::Result<(Handle, [Box<MemoryDesc>; 3]), String> {
+) -> std::result::Result<(Handle, [Box<MemoryDesc>; 4]), String> {
     let dims = |a: usize, b: usize| -> Dims {
         let mut d = [0i64; 12];
         d[0] = a as i64;
@@ -231,12 +233,17 @@ pub(super) unsafe fn create_pd(
         MemoryDesc::boxed(),
         MemoryDesc::boxed(),
         MemoryDesc::boxed(),
+        MemoryDesc::boxed(),
     ];
-    let layouts = [
+    let mut layouts = vec![
         (dims(g.m, g.k), dims(g.a_strides[0], g.a_strides[1]), g.a),
         (dims(g.k, g.n), dims(g.b_strides[0], g.b_strides[1]), g.b),
         (dims(g.m, g.n), dims(g.c_row_stride, 1), g.c),
     ];
+    if let Some(e) = g.bias {
+        // One row, broadcast over C's rows.
+        layouts.push((dims(1, g.n), dims(g.n, 1), e));
+    }
     for (desc, (d, s, e)) in descs.iter().zip(layouts) {
         let desc = &**desc as *const MemoryDesc as *mut MemoryDesc;
         check(
@@ -250,7 +257,10 @@ pub(super) unsafe fn create_pd(
             &*op as *const MatmulDesc as *mut MatmulDesc,
             &*descs[0],
             &*descs[1],
-            std::ptr::null(),
+            match g.bias {
+                Some(_) => &*descs[3],
+                None => std::ptr::null(),
+            },
             &*descs[2],
         ),
         "dnnl_matmul_desc_init",

@@ -57,7 +57,7 @@ struct Primitive {
     api: &'static Api,
     pd: Handle,
     primitive: Handle,
-    descs: [Box<MemoryDesc>; 3],
+    descs: [Box<MemoryDesc>; 4],
     /// The scratchpad's descriptor (owned by `pd`) and size; null / 0 when none is needed.
     scratch_md: *const MemoryDesc,
     scratch_bytes: usize,
@@ -95,6 +95,9 @@ pub struct Gemm {
     pub a: Elem,
     pub b: Elem,
     pub c: Elem,
+    /// A bias row `[n]` added to every row of C before its rounding (as torch's `F.linear`
+    /// does in its f32 accumulators), or None.
+    pub bias: Option<Elem>,
 }
 
 impl Gemm {
@@ -110,6 +113,7 @@ impl Gemm {
             a,
             b,
             c,
+            bias: None,
         }
     }
 
@@ -219,17 +223,56 @@ pub fn gemm<A: Element, B: Element, C: Element>(
     c: &mut [C],
     threads: usize,
 ) -> Result<()> {
+    // SAFETY: `c` is exclusively borrowed for the call, and its length is checked.
+    unsafe { gemm_raw(g, a, b, None, c.as_mut_ptr(), c.len(), threads) }
+}
+
+/// [`gemm`] plus a bias row `[n]` (of B's element type) added to every row of C; `g.bias`
+/// must name its type.
+pub fn gemm_bias<A: Element, B: Element, C: Element>(
+    g: &Gemm,
+    a: &[A],
+    b: &[B],
+    bias: &[B],
+    c: &mut [C],
+    threads: usize,
+) -> Result<()> {
+    // SAFETY: as in `gemm`.
+    unsafe { gemm_raw(g, a, b, Some(bias), c.as_mut_ptr(), c.len(), threads) }
+}
+
+/// [`gemm`] writing through a pointer, for callers whose tasks write interleaved parts of one
+/// buffer (attention heads within token rows), where disjoint `&mut` slices cannot be formed.
+///
+/// # Safety
+/// `c` must be valid for writes of `c_len` elements, and while the call runs no other code may
+/// read or write the elements the layout touches.
+pub unsafe fn gemm_raw<A: Element, B: Element, C: Element>(
+    g: &Gemm,
+    a: &[A],
+    b: &[B],
+    bias: Option<&[B]>,
+    c: *mut C,
+    c_len: usize,
+    threads: usize,
+) -> Result<()> {
     let api = api().ok_or_else(|| onednn_error("not available".into()))?;
-    if (A::ELEM, B::ELEM, C::ELEM) != (g.a, g.b, g.c) {
+    if (A::ELEM, B::ELEM, C::ELEM) != (g.a, g.b, g.c) || g.bias != bias.map(|_| B::ELEM) {
         return Err(onednn_error("operand types differ from the plan".into()));
     }
-    let [ea, eb, ec] = g.extents();
-    if a.len() < ea || b.len() < eb || c.len() < ec {
+    if bias.is_some_and(|bias| bias.len() < g.n) {
         return Err(onednn_error(format!(
-            "operands hold {}/{}/{} elements, the layout needs {ea}/{eb}/{ec}",
+            "a bias of {} for {} columns",
+            bias.map_or(0, <[B]>::len),
+            g.n
+        )));
+    }
+    let [ea, eb, ec] = g.extents();
+    if a.len() < ea || b.len() < eb || c_len < ec {
+        return Err(onednn_error(format!(
+            "operands hold {}/{}/{c_len} elements, the layout needs {ea}/{eb}/{ec}",
             a.len(),
             b.len(),
-            c.len()
         )));
     }
     if g.m == 0 || g.n == 0 {
@@ -248,8 +291,9 @@ pub fn gemm<A: Element, B: Element, C: Element>(
     if scratch.len() * 64 < p.scratch_bytes {
         scratch = vec![Line([0; 64]); p.scratch_bytes.div_ceil(64)];
     }
-    // SAFETY: the slices outlive the call and cover every element the layout touches (checked
-    // above); the memory objects only borrow them and are destroyed before returning.
+    // SAFETY: the operands outlive the call and cover every element the layout touches (checked
+    // above, and the caller's contract for `c`); the memory objects only borrow them and are
+    // destroyed before returning.
     unsafe {
         let stream = STREAM.with(|s| {
             if s.get().is_null() {
@@ -266,14 +310,18 @@ pub fn gemm<A: Element, B: Element, C: Element>(
         if let Some(set) = api.set_threads {
             set(threads.max(1) as c_int);
         }
-        let ptrs = [
+        let mut ptrs = vec![
             a.as_ptr() as *mut c_void,
             b.as_ptr() as *mut c_void,
-            c.as_mut_ptr() as *mut c_void,
+            c as *mut c_void,
         ];
-        let mut mems: [Handle; 4] = [std::ptr::null_mut(); 4];
+        if let Some(bias) = bias {
+            ptrs.push(bias.as_ptr() as *mut c_void);
+        }
+        // A, B, C, bias, scratchpad.
+        let mut mems: [Handle; 5] = [std::ptr::null_mut(); 5];
         let mut result = Ok(());
-        for i in 0..3 {
+        for i in 0..ptrs.len() {
             if let Err(e) = check(
                 (api.memory_create)(&mut mems[i], &*p.descs[i], api.engine, ptrs[i]),
                 "dnnl_memory_create",
@@ -285,7 +333,7 @@ pub fn gemm<A: Element, B: Element, C: Element>(
         if result.is_ok() && p.scratch_bytes > 0 {
             result = check(
                 (api.memory_create)(
-                    &mut mems[3],
+                    &mut mems[4],
                     p.scratch_md,
                     api.engine,
                     scratch.as_mut_ptr() as *mut c_void,
@@ -294,27 +342,14 @@ pub fn gemm<A: Element, B: Element, C: Element>(
             );
         }
         if result.is_ok() {
-            let args = [
-                ExecArg {
-                    arg: ARG_SRC,
-                    memory: mems[0],
-                },
-                ExecArg {
-                    arg: ARG_WEIGHTS,
-                    memory: mems[1],
-                },
-                ExecArg {
-                    arg: ARG_DST,
-                    memory: mems[2],
-                },
-                ExecArg {
-                    arg: ARG_SCRATCHPAD,
-                    memory: mems[3],
-                },
-            ];
-            let nargs = if p.scratch_bytes > 0 { 4 } else { 3 };
+            let args: Vec<ExecArg> = [ARG_SRC, ARG_WEIGHTS, ARG_DST, ARG_BIAS, ARG_SCRATCHPAD]
+                .into_iter()
+                .zip(mems)
+                .filter(|(_, m)| !m.is_null())
+                .map(|(arg, memory)| ExecArg { arg, memory })
+                .collect();
             result = check(
-                (api.execute)(p.primitive, stream, nargs, args.as_ptr()),
+                (api.execute)(p.primitive, stream, args.len() as c_int, args.as_ptr()),
                 "dnnl_primitive_execute",
             )
             .and_then(|_| check((api.stream_wait)(stream), "dnnl_stream_wait"));

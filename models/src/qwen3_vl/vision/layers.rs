@@ -215,8 +215,15 @@ impl VisionAttention {
         let dtype = x.dtype();
 
         // 1. Fused projection; rows of each of q, k, v are head-major.
+        let qkv = linear_layer(&self.qkv, x)?; // [N, 3·Dv]
+        if cpu_mm::blocked_attention(x) {
+            // bf16 on the CPU: rotary and attention read the heads in place (no permute) and
+            // the kernel writes [N, H·hd] straight for the output projection.
+            let out = blocked_attention(&qkv, cos, sin, h, hd, segments)?;
+            return linear_layer(&self.proj, &out);
+        }
         // [N, 3·Dv] → [N, 3, H, hd] → [3, H, N, hd]
-        let qkv = linear_layer(&self.qkv, x)?
+        let qkv = qkv
             .reshape((n, 3, h, hd))?
             .permute((1, 2, 0, 3))?
             .contiguous()?;
@@ -225,7 +232,7 @@ impl VisionAttention {
         //    On the CPU in bf16/f16 the attention itself stays in f32 (`work`): candle's
         //    half-precision CPU matmuls and casts over the heads × N × N scores cost more than
         //    the f32 arithmetic, and f32 only drops roundings (see cpu_mm).
-        let work = if cpu_mm::applies(x) && !cpu_mm::blocked_attention(x) {
+        let work = if cpu_mm::applies(x) {
             DType::F32
         } else {
             dtype
@@ -237,13 +244,6 @@ impl VisionAttention {
                 .to_dtype(work)?
                 .squeeze(0)?)
         };
-        if cpu_mm::blocked_attention(x) {
-            let q = rotate(qkv.get(0)?)?; // bf16 on this path: work == dtype
-            let k = rotate(qkv.get(1)?)?;
-            let out = blocked_attention(&q, &k, &qkv.get(2)?, segments)?; // [H, N, hd]
-            let out = out.transpose(0, 1)?.contiguous()?.reshape((n, dim))?;
-            return linear_layer(&self.proj, &out);
-        }
         let q = rotate(qkv.get(0)?)?;
         let k = rotate(qkv.get(1)?)?;
         let v = qkv.get(2)?.to_dtype(work)?;
@@ -282,37 +282,54 @@ impl VisionAttention {
     }
 }
 
-/// Attention of `q`, `k`, `v` `[H, N, hd]` (bf16, CPU) within each segment, through the blocked
-/// kernel (`cpu_attention`): no heads × N × N scores, no f32 copies of q/k/v.
-fn blocked_attention(q: &Tensor, k: &Tensor, v: &Tensor, segments: &[Segments]) -> Result<Tensor> {
-    let (h, n, hd) = q.dims3()?;
-    let mut out = vec![half::bf16::ZERO; h * n * hd];
-    cpu_mm::with_bf16(q, |q| {
-        cpu_mm::with_bf16(k, |k| {
-            cpu_mm::with_bf16(v, |v| {
-                for s in segments {
-                    // One group per (head, frame); a frame's patches attend only to each other.
-                    let offsets: Vec<usize> = (0..h)
-                        .flat_map(|head| {
-                            (0..s.frames).map(move |f| (head * n + s.start + f * s.len) * hd)
-                        })
-                        .collect();
-                    let p = cpu_attention::Problem {
-                        q_offsets: &offsets,
-                        kv_offsets: &offsets,
-                        rows: s.len,
-                        keys: s.len,
-                        head_dim: hd,
-                        scale: (hd as f32).powf(-0.5),
-                        causal_offset: None,
-                    };
-                    cpu_attention::attention(&p, q, k, v, &mut out)?;
-                }
-                Ok(())
-            })
-        })
+/// Rotary and attention within each segment for a fused `qkv` `[N, 3·H·hd]` (bf16, CPU), through
+/// the blocked kernel (`cpu_attention`): no heads × N × N scores, no f32 copies of q/k/v, no
+/// head-major copies. Returns `[N, H·hd]`.
+fn blocked_attention(
+    qkv: &Tensor,
+    cos: &Tensor,
+    sin: &Tensor,
+    h: usize,
+    hd: usize,
+    segments: &[Segments],
+) -> Result<Tensor> {
+    let n = qkv.dim(0)?;
+    let d = h * hd;
+    let (cos, sin) = (
+        cos.to_vec2::<f32>()?.concat(),
+        sin.to_vec2::<f32>()?.concat(),
+    );
+    let mut out = vec![half::bf16::ZERO; n * d];
+    cpu_mm::with_bf16(qkv, |qkv| {
+        let qk = cpu_ops::rope_qk(qkv, &cos, &sin, h, hd); // [N, 2, H, hd]
+        for s in segments {
+            // One group per (head, frame); a frame's patches attend only to each other.
+            let groups = |row: usize, at: usize| -> Vec<usize> {
+                (0..h)
+                    .flat_map(|head| {
+                        (0..s.frames).map(move |f| (s.start + f * s.len) * row + at + head * hd)
+                    })
+                    .collect()
+            };
+            let (q_off, k_off) = (groups(2 * d, 0), groups(2 * d, d));
+            let (v_off, out_off) = (groups(3 * d, 2 * d), groups(d, 0));
+            let rows = |offsets, stride| cpu_attention::Rows { offsets, stride };
+            let p = cpu_attention::Problem {
+                q: rows(&q_off, 2 * d),
+                k: rows(&k_off, 2 * d),
+                v: rows(&v_off, 3 * d),
+                out: rows(&out_off, d),
+                rows: s.len,
+                keys: s.len,
+                head_dim: hd,
+                scale: (hd as f32).powf(-0.5),
+                causal_offset: None,
+            };
+            cpu_attention::attention(&p, &qk, &qk, qkv, &mut out)?;
+        }
+        Ok(())
     })?;
-    Ok(Tensor::from_vec(out, (h, n, hd), q.device())?)
+    Ok(Tensor::from_vec(out, (n, d), qkv.device())?)
 }
 
 /// `blocks.{b}`: pre-norm ViT block.
@@ -344,9 +361,9 @@ impl VisionBlock {
         let attn = self
             .attn
             .forward(&self.norm1.forward(x)?, cos, sin, segments)?;
-        let x = (x + attn)?;
+        let x = cpu_ops::add(x, &attn)?;
         let mlp = self.mlp.forward(&self.norm2.forward(&x)?)?;
-        Ok((x + mlp)?)
+        cpu_ops::add(&x, &mlp)
     }
 }
 
