@@ -16,6 +16,7 @@ use candle_core::{CpuStorage, DType, Device, Storage, Tensor};
 use half::bf16;
 use rayon::prelude::*;
 
+use super::bf16_gemv;
 use super::onednn::{self, Elem};
 use crate::Result;
 
@@ -258,11 +259,30 @@ fn with_weight<R>(w: &Tensor, f: impl FnOnce(&[bf16]) -> Result<R>) -> Result<R>
 fn gemv_bf16(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let (m, k) = x.dims2()?;
     let n = w.dim(0)?;
-    let x: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
     let layout = weight_layout(w).expect("linear() passes a dense layout");
-    let avx2 = avx2_available();
     // Computed transposed ([n, m], each task a run of output columns), then turned around.
     let mut out_t = vec![0f32; n * m];
+    if x.dtype() == DType::BF16 && bf16_gemv::available() {
+        with_bf16(x, |x| {
+            with_weight(w, |w| {
+                match layout {
+                    WeightLayout::Rows => out_t
+                        .par_chunks_mut(GEMV_CHUNK * m)
+                        .enumerate()
+                        .for_each(|(c, t)| bf16_gemv::rows_block(x, m, k, w, c * GEMV_CHUNK, t)),
+                    WeightLayout::Cols => out_t
+                        .par_chunks_mut(COLS_CHUNK * m)
+                        .enumerate()
+                        .for_each(|(c, t)| bf16_gemv::cols_block(x, m, k, n, w, c * COLS_CHUNK, t)),
+                }
+                Ok(())
+            })
+        })?;
+        let y = Tensor::from_vec(out_t, (n, m), &Device::Cpu)?;
+        return Ok(y.t()?.contiguous()?);
+    }
+    let x: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+    let avx2 = avx2_available();
     with_weight(w, |w| {
         match layout {
             WeightLayout::Rows => {

@@ -2,6 +2,7 @@
 //! `models/qwen3_vl{,_moe}/modeling_*.py`). Module and field names follow the checkpoint's
 //! tensor names so that a weight key leads straight to the code that uses it.
 
+pub mod bf16_gemv;
 pub mod config;
 pub mod cpu_attention;
 pub mod cpu_mm;
