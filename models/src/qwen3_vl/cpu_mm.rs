@@ -217,6 +217,60 @@ fn gemm_bf16(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     Ok(Tensor::from_vec(out, (m, n), &Device::Cpu)?)
 }
 
+/// `x` `[m, k]` bf16 times a bf16 weight view `w` `[n, k]` (either layout) → `[m, n]` bf16, on
+/// the calling thread only: for callers that already run one task per core (the MoE experts).
+/// Needs oneDNN and AVX512-BF16 ([`serial_available`]).
+pub(crate) fn linear_serial(x: &[bf16], m: usize, w: &Tensor) -> Result<Vec<bf16>> {
+    let (n, k) = w.dims2()?;
+    let layout = weight_layout(w).ok_or_else(|| {
+        candle_core::Error::Msg(format!(
+            "weight view {:?} is not dense",
+            w.layout().stride()
+        ))
+    })?;
+    with_weight(w, |ws| {
+        if m <= GEMV_MAX_ROWS {
+            let mut out_t = vec![0f32; n * m];
+            match layout {
+                WeightLayout::Rows => bf16_gemv::rows_block(x, m, k, ws, 0, &mut out_t),
+                WeightLayout::Cols => {
+                    for (c, t) in out_t.chunks_mut(COLS_CHUNK * m).enumerate() {
+                        bf16_gemv::cols_block(x, m, k, n, ws, c * COLS_CHUNK, t);
+                    }
+                }
+            }
+            let mut out = vec![bf16::ZERO; m * n];
+            for (j, col) in out_t.chunks_exact(m).enumerate() {
+                for (r, &v) in col.iter().enumerate() {
+                    out[r * n + j] = bf16::from_f32(v);
+                }
+            }
+            return Ok(out);
+        }
+        // Rows padded to a multiple of 16 so that prompts of every length reuse a few compiled
+        // kernels (oneDNN compiles one per shape) rather than one per expert row count.
+        let padded = m.next_multiple_of(16);
+        let mut xp = x[..m * k].to_vec();
+        xp.resize(padded * k, bf16::ZERO);
+        let g = onednn::Gemm {
+            b_strides: match layout {
+                WeightLayout::Rows => [1, k],
+                WeightLayout::Cols => [n, 1],
+            },
+            ..onednn::Gemm::linear(padded, n, k, Elem::Bf16, Elem::Bf16, Elem::Bf16)
+        };
+        let mut out = vec![bf16::ZERO; padded * n];
+        onednn::gemm(&g, &xp, ws, &mut out, 1)?;
+        out.truncate(m * n);
+        Ok(out)
+    })
+}
+
+/// Whether [`linear_serial`] can run here.
+pub(crate) fn serial_available() -> bool {
+    onednn::available() && bf16_gemv::available()
+}
+
 /// `a · b` (batched like candle's matmul); half-precision inputs on the CPU are multiplied in f32
 /// and the product rounded to their dtype.
 pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {

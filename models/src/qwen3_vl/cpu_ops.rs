@@ -70,6 +70,11 @@ pub fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     map(gate, Some(up), Op::SiluMul)
 }
 
+/// `silu(gate) ⊙ up` over slices, on the calling thread (see [`silu_mul`]).
+pub(crate) fn silu_mul_slices(gate: &[bf16], up: &[bf16], out: &mut [bf16]) {
+    apply(out, gate, Some(up), Op::SiluMul)
+}
+
 /// `a + b` for bf16 tensors of one shape (residual connections), in f32 and rounded once like
 /// candle's and torch's bf16 add, which candle runs through a per-8-element conversion call.
 pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {

@@ -10,6 +10,7 @@ pub mod cpu_ops;
 pub mod kv_cache;
 pub mod model;
 pub mod moe;
+mod moe_cpu;
 pub mod onednn;
 pub mod qgemv;
 pub mod quant;

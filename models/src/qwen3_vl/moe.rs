@@ -331,12 +331,37 @@ impl Experts {
         })
     }
 
+    /// Every expert's `[out, in]` views (gate/up, down) when the parallel CPU path applies: bf16
+    /// activations and dense bf16 experts on a CPU with oneDNN and AVX512-BF16.
+    fn cpu_views(&self, x: &Tensor) -> Result<Option<Vec<(Tensor, Tensor)>>> {
+        if !super::cpu_mm::blocked_attention(x) || !super::cpu_mm::serial_available() {
+            return Ok(None);
+        }
+        let view = |m: &ExpertMat| match m {
+            ExpertMat::Dense(w) if w.dtype() == DType::BF16 => Some(w.t()),
+            _ => None,
+        };
+        let mut views = Vec::with_capacity(self.gate_up_proj.len());
+        for (gu, down) in self.gate_up_proj.iter().zip(&self.down_proj) {
+            match (view(gu), view(down)) {
+                (Some(gu), Some(down)) => views.push((gu?, down?)),
+                _ => return Ok(None),
+            }
+        }
+        Ok(Some(views))
+    }
+
     /// `x` `[N, D]`, routing of the N tokens -> `[N, D]`.
     ///
     /// Each (token, expert) product `w · y` is formed in the activation dtype and the k products
     /// of a token are summed in f32 and rounded once: what transformers 5.24's default
     /// (`grouped_mm`) expert kernel does (§4.5), bit-for-bit relevant only below f32.
     pub fn forward(&self, x: &Tensor, routing: &Routing) -> Result<Tensor> {
+        self.forward_with(x, routing, true)
+    }
+
+    /// `forward`, with the parallel CPU path allowed or not (tests compare the two).
+    fn forward_with(&self, x: &Tensor, routing: &Routing, parallel: bool) -> Result<Tensor> {
         let (n, d) = x.dims2()?;
         let dtype = x.dtype();
         let device = x.device();
@@ -350,6 +375,20 @@ impl Experts {
                 tokens[e as usize].push(tok as u32);
                 weights[e as usize].push(w);
             }
+        }
+
+        // 2'. bf16 on a CPU with oneDNN: the chosen experts in parallel, one task each.
+        if let Some(views) = self.cpu_views(x)?.filter(|_| parallel) {
+            let experts: Vec<super::moe_cpu::Expert> = (0..num_experts)
+                .filter(|&e| !tokens[e].is_empty())
+                .map(|e| super::moe_cpu::Expert {
+                    gate_up: &views[e].0,
+                    down: &views[e].1,
+                    tokens: &tokens[e],
+                    weights: &weights[e],
+                })
+                .collect();
+            return super::moe_cpu::forward(x, &experts, self.intermediate);
         }
 
         // 2. One gather + two matmuls per expert that was chosen at all.
@@ -532,6 +571,54 @@ mod tests {
             let got = experts.forward(&x, &routing)?;
             let diff: f32 = (got - &want)?.abs()?.max_all()?.to_scalar()?;
             assert!(diff < 1e-5, "{layout:?}: {diff}");
+        }
+        Ok(())
+    }
+
+    /// In bf16 the parallel CPU path (one task per expert) gives the grouped path's numbers bit
+    /// for bit, in both layouts, for experts with few rows (GEMV) and many (GEMM).
+    #[test]
+    fn parallel_cpu_experts_equal_grouped() -> Result<()> {
+        let dev = Device::Cpu;
+        let (e, d, i, n) = (5usize, 64usize, 48usize, 40usize);
+        let bf = |t: Tensor| t.to_dtype(DType::BF16);
+        let gate_up = bf(Tensor::randn(0f32, 1.0, (e, d, 2 * i), &dev)?)?;
+        let down = bf(Tensor::randn(0f32, 1.0, (e, i, d), &dev)?)?;
+        let x = bf(Tensor::randn(0f32, 1.0, (n, d), &dev)?)?;
+        if !super::super::cpu_mm::serial_available() {
+            eprintln!("skipped: no oneDNN/AVX512-BF16 here");
+            return Ok(());
+        }
+        // Expert 4 gets three tokens (the GEMV path), the others many (the GEMM path).
+        let routing = Routing {
+            experts: (0..n as u32)
+                .map(|t| vec![t % 4, if t < 3 { 4 } else { (t + 1) % 4 }])
+                .collect(),
+            weights: (0..n).map(|t| vec![0.6 + t as f32 * 0.003, 0.4]).collect(),
+        };
+        for layout in [ExpertLayout::Hub, ExpertLayout::Linear] {
+            let view = |w: Tensor| -> Result<Tensor> {
+                Ok(match layout {
+                    ExpertLayout::Hub => w,
+                    ExpertLayout::Linear => w.t()?.contiguous()?.t()?,
+                })
+            };
+            let experts = Experts {
+                gate_up_proj: (0..e)
+                    .map(|ex| Ok(ExpertMat::Dense(view(gate_up.get(ex)?)?)))
+                    .collect::<Result<_>>()?,
+                down_proj: (0..e)
+                    .map(|ex| Ok(ExpertMat::Dense(view(down.get(ex)?)?)))
+                    .collect::<Result<_>>()?,
+                intermediate: i,
+            };
+            let parallel = experts.forward_with(&x, &routing, true)?;
+            let grouped = experts.forward_with(&x, &routing, false)?;
+            assert_eq!(
+                parallel.to_vec2::<half::bf16>()?,
+                grouped.to_vec2::<half::bf16>()?,
+                "{layout:?}"
+            );
         }
         Ok(())
     }
