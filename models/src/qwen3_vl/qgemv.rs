@@ -78,6 +78,32 @@ impl QWeight {
         }
     }
 
+    /// The weight dequantized to bf16 `[rows, cols]`, row-major: for products with many rows,
+    /// where a bf16 GEMM on the dequantized weight does far more per byte read than dot
+    /// products of quantized blocks. Each value `q·d` is computed in f32 and rounded once.
+    pub fn dequantize_bf16(&self) -> Vec<half::bf16> {
+        fn each<T: GgmlType + Sync>(blocks: &[T], cols: usize, out: &mut [half::bf16]) {
+            const ROWS: usize = 16;
+            let kb = cols / T::BLCK_SIZE;
+            out.par_chunks_mut(ROWS * cols)
+                .zip(blocks.par_chunks(ROWS * kb))
+                .for_each(|(out, blocks)| {
+                    let mut f = vec![0f32; out.len()];
+                    T::to_float(blocks, &mut f);
+                    for (o, v) in out.iter_mut().zip(&f) {
+                        *o = half::bf16::from_f32(*v);
+                    }
+                });
+        }
+        let (rows, cols) = self.dims();
+        let mut out = vec![half::bf16::ZERO; rows * cols];
+        match self {
+            Self::Q8_0 { blocks, .. } => each(blocks, cols, &mut out),
+            Self::Q4K { blocks, .. } => each(blocks, cols, &mut out),
+        }
+        out
+    }
+
     /// `x · Wᵀ` for `m` rows of `x` `[m, cols]` into `dst` `[m, rows]`.
     pub fn matmul(&self, x: &[f32], m: usize, dst: &mut [f32]) {
         let acts = self.quantize(x, m);
