@@ -6,6 +6,7 @@ use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
 
 use super::config::{Config, Dialect, MoeConfig};
+use super::moe_cpu::Weight as CpuWeight;
 use super::quant::{Linear, Quant};
 use super::weights::{rows_name, serves_rows};
 use crate::{Error, Result};
@@ -165,6 +166,15 @@ impl ExpertMat {
             // Width not a multiple of the block: keep the view as loaded (no copy kept).
             Some(_) => Self::Dense(w_in_out),
             None => Self::Quantized(lin),
+        })
+    }
+
+    /// This matrix for the parallel CPU path (`moe_cpu`): bf16 `[out, in]` views or blocks.
+    fn cpu_weight(&self) -> Result<Option<CpuWeight<'_>>> {
+        Ok(match self {
+            Self::Dense(w) if w.dtype() == DType::BF16 => Some(CpuWeight::Dense(w.t()?)),
+            Self::Quantized(l) => l.blocks().map(CpuWeight::Blocks),
+            Self::Dense(_) => None,
         })
     }
 
@@ -331,20 +341,16 @@ impl Experts {
         })
     }
 
-    /// Every expert's `[out, in]` views (gate/up, down) when the parallel CPU path applies: bf16
-    /// activations and dense bf16 experts on a CPU with oneDNN and AVX512-BF16.
-    fn cpu_views(&self, x: &Tensor) -> Result<Option<Vec<(Tensor, Tensor)>>> {
+    /// Every expert's matrices (gate/up, down) for the parallel CPU path, when it applies: bf16
+    /// activations on a CPU with oneDNN and AVX512-BF16, experts dense bf16 or in blocks.
+    fn cpu_views(&self, x: &Tensor) -> Result<Option<Vec<(CpuWeight<'_>, CpuWeight<'_>)>>> {
         if !super::cpu_mm::blocked_attention(x) || !super::cpu_mm::serial_available() {
             return Ok(None);
         }
-        let view = |m: &ExpertMat| match m {
-            ExpertMat::Dense(w) if w.dtype() == DType::BF16 => Some(w.t()),
-            _ => None,
-        };
         let mut views = Vec::with_capacity(self.gate_up_proj.len());
         for (gu, down) in self.gate_up_proj.iter().zip(&self.down_proj) {
-            match (view(gu), view(down)) {
-                (Some(gu), Some(down)) => views.push((gu?, down?)),
+            match (gu.cpu_weight()?, down.cpu_weight()?) {
+                (Some(gu), Some(down)) => views.push((gu, down)),
                 _ => return Ok(None),
             }
         }
@@ -576,11 +582,12 @@ mod tests {
     }
 
     /// In bf16 the parallel CPU path (one task per expert) gives the grouped path's numbers bit
-    /// for bit, in both layouts, for experts with few rows (GEMV) and many (GEMM).
+    /// for bit, in both layouts, dense and Q8_0, for experts with few rows (GEMV, block dot
+    /// products) and many (GEMM, dequantized GEMM).
     #[test]
     fn parallel_cpu_experts_equal_grouped() -> Result<()> {
         let dev = Device::Cpu;
-        let (e, d, i, n) = (5usize, 64usize, 48usize, 40usize);
+        let (e, d, i, n) = (5usize, 64usize, 64usize, 80usize);
         let bf = |t: Tensor| t.to_dtype(DType::BF16);
         let gate_up = bf(Tensor::randn(0f32, 1.0, (e, d, 2 * i), &dev)?)?;
         let down = bf(Tensor::randn(0f32, 1.0, (e, i, d), &dev)?)?;
@@ -596,7 +603,11 @@ mod tests {
                 .collect(),
             weights: (0..n).map(|t| vec![0.6 + t as f32 * 0.003, 0.4]).collect(),
         };
-        for layout in [ExpertLayout::Hub, ExpertLayout::Linear] {
+        for (layout, quant) in [
+            (ExpertLayout::Hub, Quant::None),
+            (ExpertLayout::Linear, Quant::None),
+            (ExpertLayout::Hub, Quant::Q8_0),
+        ] {
             let view = |w: Tensor| -> Result<Tensor> {
                 Ok(match layout {
                     ExpertLayout::Hub => w,
@@ -605,10 +616,10 @@ mod tests {
             };
             let experts = Experts {
                 gate_up_proj: (0..e)
-                    .map(|ex| Ok(ExpertMat::Dense(view(gate_up.get(ex)?)?)))
+                    .map(|ex| ExpertMat::new(view(gate_up.get(ex)?)?, quant))
                     .collect::<Result<_>>()?,
                 down_proj: (0..e)
-                    .map(|ex| Ok(ExpertMat::Dense(view(down.get(ex)?)?)))
+                    .map(|ex| ExpertMat::new(view(down.get(ex)?)?, quant))
                     .collect::<Result<_>>()?,
                 intermediate: i,
             };
@@ -617,8 +628,11 @@ mod tests {
             assert_eq!(
                 parallel.to_vec2::<half::bf16>()?,
                 grouped.to_vec2::<half::bf16>()?,
-                "{layout:?}"
+                "{layout:?} {quant:?}"
             );
+            if quant != Quant::None {
+                assert!(matches!(experts.gate_up_proj[0], ExpertMat::Quantized(_)));
+            }
         }
         Ok(())
     }

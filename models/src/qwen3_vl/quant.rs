@@ -267,7 +267,7 @@ impl Linear {
 /// runs oneDNN's GEMM (where bf16 GEMMs run natively): the block dot products cost the same per
 /// row whatever the row count, the GEMM far less (30B-A3B shape, Q8_0 prefill 512: 277 tok/s
 /// through the dot products, where llama.cpp's Q8_0 reached 773).
-const DEQUANTIZED_GEMM_ROWS: usize = 32;
+pub(crate) const DEQUANTIZED_GEMM_ROWS: usize = 32;
 
 /// Rows `first..first + n` of a weight being quantized.
 type Fetch<'a> = dyn Fn(usize, usize) -> Result<Tensor> + 'a;
