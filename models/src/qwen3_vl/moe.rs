@@ -169,12 +169,21 @@ impl ExpertMat {
         })
     }
 
-    /// This matrix for the parallel CPU path (`moe_cpu`): bf16 `[out, in]` views or blocks.
-    fn cpu_weight(&self) -> Result<Option<CpuWeight<'_>>> {
+    fn serves_cpu_path(&self) -> bool {
+        match self {
+            Self::Dense(w) => w.dtype() == DType::BF16,
+            Self::Quantized(l) => l.blocks().is_some(),
+        }
+    }
+
+    /// This matrix for the parallel CPU path (`moe_cpu`, where [`Self::serves_cpu_path`]):
+    /// a bf16 `[out, in]` view, or the blocks.
+    fn cpu_weight(&self) -> Result<CpuWeight<'_>> {
         Ok(match self {
-            Self::Dense(w) if w.dtype() == DType::BF16 => Some(CpuWeight::Dense(w.t()?)),
-            Self::Quantized(l) => l.blocks().map(CpuWeight::Blocks),
-            Self::Dense(_) => None,
+            Self::Dense(w) => CpuWeight::Dense(w.t()?),
+            Self::Quantized(l) => CpuWeight::Blocks(l.blocks().ok_or_else(|| {
+                Error::from(candle_core::Error::Msg("expert not in CPU blocks".into()))
+            })?),
         })
     }
 
@@ -341,20 +350,17 @@ impl Experts {
         })
     }
 
-    /// Every expert's matrices (gate/up, down) for the parallel CPU path, when it applies: bf16
-    /// activations on a CPU with oneDNN and AVX512-BF16, experts dense bf16 or in blocks.
-    fn cpu_views(&self, x: &Tensor) -> Result<Option<Vec<(CpuWeight<'_>, CpuWeight<'_>)>>> {
-        if !super::cpu_mm::blocked_attention(x) || !super::cpu_mm::serial_available() {
-            return Ok(None);
-        }
-        let mut views = Vec::with_capacity(self.gate_up_proj.len());
-        for (gu, down) in self.gate_up_proj.iter().zip(&self.down_proj) {
-            match (gu.cpu_weight()?, down.cpu_weight()?) {
-                (Some(gu), Some(down)) => views.push((gu, down)),
-                _ => return Ok(None),
-            }
-        }
-        Ok(Some(views))
+    /// Whether the parallel CPU path applies: bf16 activations on a CPU with oneDNN and
+    /// AVX512-BF16, every expert dense bf16 or in blocks. Checked per call without building
+    /// anything: only the chosen experts' views are made (8 of 128 in a decode step).
+    fn cpu_path(&self, x: &Tensor) -> bool {
+        super::cpu_mm::blocked_attention(x)
+            && super::cpu_mm::serial_available()
+            && self
+                .gate_up_proj
+                .iter()
+                .chain(&self.down_proj)
+                .all(ExpertMat::serves_cpu_path)
     }
 
     /// `x` `[N, D]`, routing of the N tokens -> `[N, D]`.
@@ -384,12 +390,25 @@ impl Experts {
         }
 
         // 2'. bf16 on a CPU with oneDNN: the chosen experts in parallel, one task each.
-        if let Some(views) = self.cpu_views(x)?.filter(|_| parallel) {
-            let experts: Vec<super::moe_cpu::Expert> = (0..num_experts)
+        if parallel && self.cpu_path(x) {
+            let chosen: Vec<usize> = (0..num_experts)
                 .filter(|&e| !tokens[e].is_empty())
-                .map(|e| super::moe_cpu::Expert {
-                    gate_up: &views[e].0,
-                    down: &views[e].1,
+                .collect();
+            let views = chosen
+                .iter()
+                .map(|&e| {
+                    Ok((
+                        self.gate_up_proj[e].cpu_weight()?,
+                        self.down_proj[e].cpu_weight()?,
+                    ))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let experts: Vec<super::moe_cpu::Expert> = chosen
+                .iter()
+                .zip(&views)
+                .map(|(&e, (gate_up, down))| super::moe_cpu::Expert {
+                    gate_up,
+                    down,
                     tokens: &tokens[e],
                     weights: &weights[e],
                 })
