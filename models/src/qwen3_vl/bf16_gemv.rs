@@ -198,12 +198,7 @@ mod tests {
     use super::*;
 
     fn values(n: usize, seed: u32) -> Vec<bf16> {
-        (0..n)
-            .map(|i| {
-                let v = (i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 16;
-                bf16::from_f32(v as f32 / 32768.0 - 1.0)
-            })
-            .collect()
+        crate::qwen3_vl::cpu_ops::test_values(n, seed, 1.0)
     }
 
     /// Both layouts, every row count, widths and depths with tails, against f64 sums.

@@ -269,14 +269,7 @@ fn softmax_generic(s: &mut [f32], scale: f32, out: &mut [bf16]) {
 mod tests {
     use super::*;
 
-    fn values(n: usize, seed: u32, amp: f32) -> Vec<bf16> {
-        (0..n)
-            .map(|i| {
-                let x = (i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 16;
-                bf16::from_f32(amp * (x as f32 / 32768.0 - 1.0))
-            })
-            .collect()
-    }
+    use crate::qwen3_vl::cpu_ops::test_values as values;
 
     /// The textbook computation in f64 on the same bf16 inputs.
     fn reference(p: &Problem, q: &[bf16], k: &[bf16], v: &[bf16], g: usize) -> Vec<f64> {

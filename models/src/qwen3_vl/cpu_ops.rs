@@ -313,6 +313,17 @@ pub(crate) fn to_bf16(x: f32) -> bf16 {
     bf16::from_bits(((b + 0x7fff + ((b >> 16) & 1)) >> 16) as u16)
 }
 
+/// Deterministic bf16 test inputs in `[-amp, amp)`, spread by a multiplicative hash.
+#[cfg(test)]
+pub(crate) fn test_values(n: usize, seed: u32, amp: f32) -> Vec<bf16> {
+    (0..n)
+        .map(|i| {
+            let x = (i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 16;
+            bf16::from_f32(amp * (x as f32 / 32768.0 - 1.0))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
