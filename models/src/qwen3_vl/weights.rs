@@ -468,7 +468,7 @@ fn read_as<T: WithDType>(
     stored: DType,
 ) -> std::result::Result<Tensor, ReadError> {
     let numel: usize = entry.shape.iter().product();
-    let mut out = vec![T::from_f64(0.0); numel];
+    let mut out = zeroed::<T>(numel);
     if stored == T::DTYPE {
         read_exact_at(file, as_bytes_mut(&mut out), entry.start as u64)?;
     } else {
@@ -488,6 +488,26 @@ fn read_as<T: WithDType>(
         }
     }
     Ok(Tensor::from_vec(out, entry.shape.as_slice(), &Device::Cpu)?)
+}
+
+/// `n` zeros of `T` from the allocator's zeroed memory: for a weight-sized buffer that is fresh
+/// pages the kernel zeroes as they are first written, where `vec![zero; n]` for a type the
+/// standard library does not know to be zero (bf16, f16) writes every byte once more before the
+/// read overwrites it.
+fn zeroed<T: WithDType>(n: usize) -> Vec<T> {
+    let layout = match std::alloc::Layout::array::<T>(n) {
+        Ok(l) if l.size() > 0 => l,
+        _ => return vec![T::from_f64(0.0); n],
+    };
+    // SAFETY: every WithDType is a plain number whose all-zero bytes are its zero; the block
+    // is allocated by the global allocator with exactly the layout `Vec<T>` of capacity n uses.
+    unsafe {
+        let p = std::alloc::alloc_zeroed(layout).cast::<T>();
+        if p.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        Vec::from_raw_parts(p, n, n)
+    }
 }
 
 /// The bytes of a buffer of plain numbers (every `WithDType` is one: no padding, any bit
