@@ -204,8 +204,7 @@ mod tests {
     /// Both layouts, every row count, widths and depths with tails, against f64 sums.
     #[test]
     fn kernels_match_f64_sums() {
-        if !available() {
-            eprintln!("skipped: no AVX512-BF16");
+        if crate::qwen3_vl::cpu_ops::skip_without_bf16_kernels(!available(), "no AVX512-BF16") {
             return;
         }
         for (k, n) in [(2048, 160), (77, 70), (1, 33), (130, 64)] {

@@ -121,8 +121,9 @@ pub(crate) fn with_bf16_view<R>(
     f(data, layout)
 }
 
-/// Whether the blocked bf16 attention kernel (`cpu_attention`) serves tensors like `t`.
-pub fn blocked_attention(t: &Tensor) -> bool {
+/// Whether `t` is bf16 on a CPU where oneDNN runs native bf16 products: what the blocked
+/// attention kernel (`cpu_attention`), the dequantized GEMMs and the parallel MoE path need.
+pub fn onednn_bf16(t: &Tensor) -> bool {
     matches!(t.device(), Device::Cpu) && t.dtype() == DType::BF16 && onednn::available()
 }
 
@@ -233,11 +234,7 @@ pub(crate) fn linear_serial(x: &[bf16], m: usize, w: &Tensor) -> Result<Vec<bf16
             let mut out_t = vec![0f32; n * m];
             match layout {
                 WeightLayout::Rows => bf16_gemv::rows_block(x, m, k, ws, 0, &mut out_t),
-                WeightLayout::Cols => {
-                    for (c, t) in out_t.chunks_mut(COLS_CHUNK * m).enumerate() {
-                        bf16_gemv::cols_block(x, m, k, n, ws, c * COLS_CHUNK, t);
-                    }
-                }
+                WeightLayout::Cols => bf16_gemv::cols_block(x, m, k, n, ws, 0, &mut out_t),
             }
             let mut out = vec![bf16::ZERO; m * n];
             for (j, col) in out_t.chunks_exact(m).enumerate() {

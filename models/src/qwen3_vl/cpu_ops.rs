@@ -313,6 +313,21 @@ pub(crate) fn to_bf16(x: f32) -> bf16 {
     bf16::from_bits(((b + 0x7fff + ((b >> 16) & 1)) >> 16) as u16)
 }
 
+/// For tests of the native bf16 kernels: true (skip) when `missing` is, after saying why — but
+/// where the test command requires them (`GLIMPSE_REQUIRE_ONEDNN`, set on CPUs with bf16 units)
+/// a missing kernel fails the test instead of letting it pass by skipping.
+#[cfg(test)]
+pub(crate) fn skip_without_bf16_kernels(missing: bool, why: &str) -> bool {
+    if missing {
+        assert!(
+            std::env::var_os("GLIMPSE_REQUIRE_ONEDNN").is_none(),
+            "GLIMPSE_REQUIRE_ONEDNN is set but {why}"
+        );
+        eprintln!("skipped: {why}");
+    }
+    missing
+}
+
 /// Deterministic bf16 test inputs in `[-amp, amp)`, spread by a multiplicative hash.
 #[cfg(test)]
 pub(crate) fn test_values(n: usize, seed: u32, amp: f32) -> Vec<bf16> {

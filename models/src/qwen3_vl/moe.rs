@@ -354,7 +354,7 @@ impl Experts {
     /// AVX512-BF16, every expert dense bf16 or in blocks. Checked per call without building
     /// anything: only the chosen experts' views are made (8 of 128 in a decode step).
     fn cpu_path(&self, x: &Tensor) -> bool {
-        super::cpu_mm::blocked_attention(x)
+        super::cpu_mm::onednn_bf16(x)
             && super::cpu_mm::serial_available()
             && self
                 .gate_up_proj
@@ -611,8 +611,10 @@ mod tests {
         let gate_up = bf(Tensor::randn(0f32, 1.0, (e, d, 2 * i), &dev)?)?;
         let down = bf(Tensor::randn(0f32, 1.0, (e, i, d), &dev)?)?;
         let x = bf(Tensor::randn(0f32, 1.0, (n, d), &dev)?)?;
-        if !super::super::cpu_mm::serial_available() {
-            eprintln!("skipped: no oneDNN/AVX512-BF16 here");
+        if crate::qwen3_vl::cpu_ops::skip_without_bf16_kernels(
+            !super::super::cpu_mm::serial_available(),
+            "no oneDNN/AVX512-BF16 here",
+        ) {
             return Ok(());
         }
         // Expert 4 gets three tokens (the GEMV path), the others many (the GEMM path).

@@ -242,7 +242,7 @@ impl Linear {
                         op: "quantized linear",
                     }));
                 }
-                if m >= DEQUANTIZED_GEMM_ROWS && super::cpu_mm::blocked_attention(x) {
+                if m >= DEQUANTIZED_GEMM_ROWS && super::cpu_mm::onednn_bf16(x) {
                     // Many rows in bf16 (a prefill): one bf16 GEMM on the dequantized weight,
                     // held only for this product.
                     let w = Tensor::from_vec(q.dequantize_bf16(), (rows, cols), x.device())?;

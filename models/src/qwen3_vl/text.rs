@@ -256,7 +256,7 @@ impl TextAttention {
 
         // 5'. Prefill of a bf16 model on the CPU: the blocked kernel (cpu_attention), causal by
         //     construction — the decoder's only mask is the causal one (model.rs).
-        if mask.is_some() && cpu_mm::blocked_attention(&q) {
+        if mask.is_some() && cpu_mm::onednn_bf16(&q) {
             let ctx = prefill_attention(&q, &k, &v, n_rep, s - l)?; // (B, Hq, L, hd)
             let ctx = ctx.transpose(1, 2)?.reshape((b, l, hq * hd))?;
             return self.o_proj.forward(&ctx);

@@ -216,7 +216,7 @@ impl VisionAttention {
 
         // 1. Fused projection; rows of each of q, k, v are head-major.
         let qkv = linear_layer(&self.qkv, x)?; // [N, 3·Dv]
-        if cpu_mm::blocked_attention(x) {
+        if cpu_mm::onednn_bf16(x) {
             // bf16 on the CPU: rotary and attention read the heads in place (no permute) and
             // the kernel writes [N, H·hd] straight for the output projection.
             let out = blocked_attention(&qkv, cos, sin, h, hd, segments)?;
