@@ -18,6 +18,9 @@ use candle_core::quantized::k_quants::{BlockQ4K, BlockQ8K, BlockQ8_0, GgmlType};
 use candle_core::quantized::GgmlDType;
 use rayon::prelude::*;
 
+use super::q8_packed;
+pub use super::q8_packed::PackedQ8;
+
 /// Output columns per rayon task (a multiple of 4: the kernels compute column quads).
 const COLS_PER_TASK: usize = 64;
 
@@ -33,6 +36,8 @@ pub enum QWeight {
         rows: usize,
         cols: usize,
     },
+    /// Q8_0 repacked for AVX512-VNNI ([`PackedQ8`]), where the CPU has it.
+    Q8_0Packed(PackedQ8),
     Q4K {
         blocks: Vec<BlockQ4K>,
         rows: usize,
@@ -44,18 +49,20 @@ pub enum QWeight {
 pub enum QActs {
     Q8_0(Vec<BlockQ8_0>),
     Q8K(Vec<BlockQ8K>),
+    Q8Packed(q8_packed::Acts),
 }
 
 impl QWeight {
     pub fn dims(&self) -> (usize, usize) {
         match self {
             Self::Q8_0 { rows, cols, .. } | Self::Q4K { rows, cols, .. } => (*rows, *cols),
+            Self::Q8_0Packed(p) => p.dims(),
         }
     }
 
     pub fn dtype(&self) -> GgmlDType {
         match self {
-            Self::Q8_0 { .. } => GgmlDType::Q8_0,
+            Self::Q8_0 { .. } | Self::Q8_0Packed(_) => GgmlDType::Q8_0,
             Self::Q4K { .. } => GgmlDType::Q4K,
         }
     }
@@ -64,6 +71,7 @@ impl QWeight {
     pub fn bytes(&self) -> usize {
         match self {
             Self::Q8_0 { blocks, .. } => std::mem::size_of_val(blocks.as_slice()),
+            Self::Q8_0Packed(p) => p.bytes(),
             Self::Q4K { blocks, .. } => std::mem::size_of_val(blocks.as_slice()),
         }
     }
@@ -74,6 +82,7 @@ impl QWeight {
         assert_eq!(x.len(), m * k, "activation rows of the wrong width");
         match self {
             Self::Q8_0 { .. } => QActs::Q8_0(quantize_rows::<BlockQ8_0>(x, m, k)),
+            Self::Q8_0Packed(_) => QActs::Q8Packed(q8_packed::quantize(x, m, k)),
             Self::Q4K { .. } => QActs::Q8K(quantize_rows::<BlockQ8K>(x, m, k)),
         }
     }
@@ -95,10 +104,14 @@ impl QWeight {
                     }
                 });
         }
+        if let Self::Q8_0Packed(p) = self {
+            return p.dequantize_bf16();
+        }
         let (rows, cols) = self.dims();
         let mut out = vec![half::bf16::ZERO; rows * cols];
         match self {
             Self::Q8_0 { blocks, .. } => each(blocks, cols, &mut out),
+            Self::Q8_0Packed(_) => unreachable!("returned above"),
             Self::Q4K { blocks, .. } => each(blocks, cols, &mut out),
         }
         out
@@ -121,6 +134,7 @@ impl QWeight {
                 }
                 matmul_blocks(blocks, a, (m, *cols, *rows), dst, candle_quad)
             }
+            (Self::Q8_0Packed(p), QActs::Q8Packed(a)) => p.matmul(a, m, dst),
             (Self::Q4K { blocks, rows, cols }, QActs::Q8K(a)) => {
                 matmul_blocks(blocks, a, (m, *cols, *rows), dst, candle_quad)
             }
@@ -175,9 +189,6 @@ fn matmul_blocks<T: GgmlType + Sync>(
 {
     let kb = k / T::BLCK_SIZE;
     assert!(rhs.len() == n * kb && lhs.len() == m * kb && dst.len() >= m * n);
-    if m == 0 || n == 0 {
-        return;
-    }
     let w = |c: usize| &rhs[c * kb..(c + 1) * kb];
     let x = |r: usize| &lhs[r * kb..(r + 1) * kb];
     // Columns c0..c1 of row r (c0 a multiple of 4), into `out[0..c1 - c0]`.
@@ -198,6 +209,21 @@ fn matmul_blocks<T: GgmlType + Sync>(
             out[c - c0] = T::vec_dot(k, w(c), x(r));
         }
     };
+    tiled(m, n, dst, row_range);
+}
+
+/// Runs `row_range(r, c0, c1, out)` — columns `c0..c1` of output row `r` into `out` — over
+/// every element of `dst` `[m, n]`, as rayon tasks: one row in chunks of [`COLS_PER_TASK`]
+/// columns, or tiles of [`ROWS_PER_TILE`] rows by those columns, walked four columns at a
+/// time so that each weight quad is read once per tile. `c0` is always a multiple of 4.
+pub(super) fn tiled<F>(m: usize, n: usize, dst: &mut [f32], row_range: F)
+where
+    F: Fn(usize, usize, usize, &mut [f32]) + Sync,
+{
+    assert!(dst.len() >= m * n);
+    if m == 0 || n == 0 {
+        return;
+    }
     if m == 1 {
         dst[..n]
             .par_chunks_mut(COLS_PER_TASK)
@@ -214,7 +240,6 @@ fn matmul_blocks<T: GgmlType + Sync>(
     (0..row_tiles * col_tasks).into_par_iter().for_each(|item| {
         let (tile, ct) = (item / col_tasks, item % col_tasks);
         let (c0, c1) = (ct * COLS_PER_TASK, ((ct + 1) * COLS_PER_TASK).min(n));
-        // Quad by quad over the tile's rows, so the quad's weights are read from cache.
         let mut c = c0;
         while c < c1 {
             let c_end = (c + 4).min(c1);
@@ -402,6 +427,7 @@ mod tests {
                         QWeight::Q4K { blocks, .. } => {
                             k_quants::matmul((m, k, n), &x, blocks, &mut want)?
                         }
+                        QWeight::Q8_0Packed(_) => unreachable!("q8_packed.rs tests its own"),
                     }
                     assert!(ours == want, "{:?} {m}x{k}x{n}", q.dtype());
                 }

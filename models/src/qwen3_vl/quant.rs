@@ -13,7 +13,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Module, Tensor};
 use candle_nn::VarBuilder;
 
-use super::qgemv::QWeight;
+use super::qgemv::{PackedQ8, QWeight};
 use super::weights::{rows_name, serves_rows};
 use serde::{Deserialize, Serialize};
 
@@ -280,6 +280,10 @@ fn cpu_quantized(quant: Quant, (rows, cols): (usize, usize), fetch: &Fetch) -> R
             rows,
             cols,
         }
+    } else if super::q8_packed::available() {
+        let mut packed = PackedQ8::zeroed(rows, cols);
+        quantize_chunks::<BlockQ8_0>((rows, cols), fetch, |r, blocks| packed.pack_rows(r, blocks))?;
+        QWeight::Q8_0Packed(packed)
     } else {
         QWeight::Q8_0 {
             blocks: quantize_fetched::<BlockQ8_0>((rows, cols), fetch)?,
@@ -306,8 +310,23 @@ fn quantize_rows<B: GgmlType>(weight: &Tensor) -> Result<Vec<B>> {
 /// weight read from a file is never held whole.
 fn quantize_fetched<B: GgmlType>((rows, cols): (usize, usize), fetch: &Fetch) -> Result<Vec<B>> {
     let blocks_per_row = cols / B::BLCK_SIZE;
-    let mut blocks = vec![B::zeros(); rows * blocks_per_row];
+    let mut blocks = Vec::with_capacity(rows * blocks_per_row);
+    quantize_chunks::<B>((rows, cols), fetch, |_, chunk| {
+        blocks.extend_from_slice(chunk)
+    })?;
+    Ok(blocks)
+}
+
+/// Quantizes the rows `fetch` provides a chunk at a time, handing each chunk's blocks to
+/// `sink(first_row, blocks)` in row order.
+fn quantize_chunks<B: GgmlType>(
+    (rows, cols): (usize, usize),
+    fetch: &Fetch,
+    mut sink: impl FnMut(usize, &[B]),
+) -> Result<()> {
+    let blocks_per_row = cols / B::BLCK_SIZE;
     let step = (QUANT_CHUNK_ELEMS / cols).max(1);
+    let mut blocks = vec![B::zeros(); step.min(rows) * blocks_per_row];
     let mut r = 0;
     while r < rows {
         let n = step.min(rows - r);
@@ -315,13 +334,12 @@ fn quantize_fetched<B: GgmlType>((rows, cols): (usize, usize), fetch: &Fetch) ->
             .to_dtype(DType::F32)?
             .flatten_all()?
             .to_vec1::<f32>()?;
-        B::from_float(
-            &chunk,
-            &mut blocks[r * blocks_per_row..(r + n) * blocks_per_row],
-        );
+        let out = &mut blocks[..n * blocks_per_row];
+        B::from_float(&chunk, out);
+        sink(r, out);
         r += n;
     }
-    Ok(blocks)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,0 +1,442 @@
+//! Q8_0 weights repacked for `vpdpbusd` (AVX512-VNNI): the quantized decode kernel that reads
+//! weights as fast as memory delivers them.
+//!
+//! Why: in ggml's layout a Q8_0 block is an f16 scale and 32 quants, and every block's sum has
+//! to be scaled before the next is added. The four-row kernel in [`super::qgemv`] spends about
+//! ten instructions per block and row (sign tricks, one dot, a scalar scale conversion, a
+//! broadcast, a multiply-add) and decoded the 30B-A3B shape at 0.45× llama.cpp's Q8_0, bound
+//! by arithmetic at a third of the memory bandwidth.
+//!
+//! Here the blocks of a row are taken sixteen at a time, one f32 lane per block: the quants
+//! are stored so that one 64-byte load holds the same four bytes of each of the sixteen
+//! blocks, so eight `vpdpbusd` complete the sixteen block sums with no horizontal step, and
+//! one conversion, one multiply and one multiply-add scale and add them. A row's last group
+//! may have fewer blocks (masked loads, no padding). `vpdpbusd` multiplies unsigned by signed
+//! bytes, so the weights are stored offset by 128 (`q + 128`, 1..=255) and each activation
+//! block's `128·Σx` is subtracted, through the initial value of its sum — exact in i32.
+//!
+//! Numbers: the blocks are exactly ggml's (quantized by candle, then moved), the activations
+//! are quantized per 32 values as candle does, and each block's integer sum is exact; only the
+//! f32 accumulation over blocks differs from candle's kernel (one term per block here, one
+//! per four quants there). The scales stay f16, so a weight takes ggml's 34 bytes per block.
+
+use candle_core::quantized::k_quants::{BlockQ8_0, GgmlType};
+use half::{bf16, f16};
+use rayon::prelude::*;
+
+/// Values per block.
+const QK: usize = 32;
+/// Blocks per group: one f32 lane each.
+const GROUP: usize = 16;
+
+/// Whether this CPU runs the kernel (detected once). Where it does not, Q8_0 weights stay in
+/// ggml's layout for [`super::qgemv`]'s kernels.
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static AVAILABLE: OnceLock<bool> = OnceLock::new();
+        *AVAILABLE.get_or_init(|| {
+            std::is_x86_feature_detected!("avx512f")
+                && std::is_x86_feature_detected!("avx512bw")
+                && std::is_x86_feature_detected!("avx512vl")
+                && std::is_x86_feature_detected!("avx512vnni")
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Where byte `e` of block `b` of a row of `kb` blocks lives in the packed row: group
+/// `b / 16` (of `g` blocks), then 4-byte column `e / 4` of the group (`4·g` bytes), then the
+/// block's lane.
+#[inline(always)]
+fn offset(kb: usize, b: usize, e: usize) -> usize {
+    let (j, lane) = (b / GROUP, b % GROUP);
+    let g = GROUP.min(kb - j * GROUP);
+    j * GROUP * QK + 4 * g * (e / 4) + 4 * lane + e % 4
+}
+
+/// A block's scale and quants. candle's `BlockQ8_0` is `#[repr(C)]` `{ d: f16, qs: [i8; 32] }`
+/// with private fields.
+fn parts(b: &BlockQ8_0) -> (f16, [i8; QK]) {
+    const _: () = assert!(std::mem::size_of::<BlockQ8_0>() == 2 + QK);
+    let p = (b as *const BlockQ8_0).cast::<u8>();
+    // SAFETY: the block is 34 bytes (asserted): 2 of f16 scale, then 32 quants.
+    unsafe {
+        let d = f16::from_bits(p.cast::<u16>().read_unaligned());
+        let qs = p.add(2).cast::<[i8; QK]>().read_unaligned();
+        (d, qs)
+    }
+}
+
+/// A `[rows, cols]` Q8_0 weight in the packed layout.
+#[derive(Debug)]
+pub struct PackedQ8 {
+    /// `q + 128` per value, each row in [`offset`]'s order.
+    quants: Vec<u8>,
+    /// The f16 scale of each block, `[rows, cols / 32]`.
+    scales: Vec<f16>,
+    rows: usize,
+    cols: usize,
+}
+
+impl PackedQ8 {
+    /// An all-zero weight, to be filled by [`PackedQ8::pack_rows`].
+    pub fn zeroed(rows: usize, cols: usize) -> Self {
+        assert!(
+            cols % QK == 0,
+            "Q8_0 needs a width that is a multiple of 32"
+        );
+        Self {
+            quants: vec![128; rows * cols],
+            scales: vec![f16::ZERO; rows * (cols / QK)],
+            rows,
+            cols,
+        }
+    }
+
+    /// Rows `first..` from ggml blocks (`cols / 32` per row).
+    pub fn pack_rows(&mut self, first: usize, blocks: &[BlockQ8_0]) {
+        let kb = self.cols / QK;
+        assert!(blocks.len() % kb == 0 && first + blocks.len() / kb <= self.rows);
+        let (quants, scales) = (&mut self.quants, &mut self.scales);
+        for (i, row) in blocks.chunks_exact(kb).enumerate() {
+            let r = first + i;
+            let dst = &mut quants[r * self.cols..][..self.cols];
+            for (b, block) in row.iter().enumerate() {
+                let (d, qs) = parts(block);
+                scales[r * kb + b] = d;
+                for (e, &q) in qs.iter().enumerate() {
+                    dst[offset(kb, b, e)] = (q as i16 + 128) as u8;
+                }
+            }
+        }
+    }
+
+    pub fn dims(&self) -> (usize, usize) {
+        (self.rows, self.cols)
+    }
+
+    /// Bytes held (quants and scales: ggml's 34 per block).
+    pub fn bytes(&self) -> usize {
+        self.quants.len() + 2 * self.scales.len()
+    }
+
+    /// The weight as bf16 `[rows, cols]`: each `q·d` in f32, rounded once.
+    pub fn dequantize_bf16(&self) -> Vec<bf16> {
+        let (k, kb) = (self.cols, self.cols / QK);
+        let mut out = vec![bf16::ZERO; self.rows * k];
+        out.par_chunks_mut(k)
+            .zip(self.quants.par_chunks(k))
+            .zip(self.scales.par_chunks(kb))
+            .for_each(|((out, quants), scales)| {
+                #[cfg(target_arch = "x86_64")]
+                if available() {
+                    // SAFETY: the features are present; the slices are one row's.
+                    return unsafe { x86::dequantize_row(quants, scales, out) };
+                }
+                for (b, (out, d)) in out.chunks_exact_mut(QK).zip(scales).enumerate() {
+                    let d = d.to_f32();
+                    for (e, o) in out.iter_mut().enumerate() {
+                        let q = quants[offset(kb, b, e)] as i32 - 128;
+                        *o = bf16::from_f32(q as f32 * d);
+                    }
+                }
+            });
+        out
+    }
+
+    /// `dst[r, c] = Σ x[r]·w[c]` for `m` activation rows quantized by [`quantize`] into `dst`
+    /// `[m, rows]`.
+    pub fn matmul(&self, acts: &Acts, m: usize, dst: &mut [f32]) {
+        let (n, k) = (self.rows, self.cols);
+        let kb = k / QK;
+        assert!(acts.k == k && acts.m >= m && dst.len() >= m * n);
+        #[cfg(target_arch = "x86_64")]
+        {
+            assert!(
+                available(),
+                "packed Q8_0 weights on a CPU without AVX512-VNNI"
+            );
+            // Columns c0..c1 of row r; four weight rows at a time share the activation loads
+            // and give four independent chains of `vpdpbusd`.
+            let row_range = |r: usize, c0: usize, c1: usize, out: &mut [f32]| {
+                let x = ActRow {
+                    q: &acts.q[r * k..][..k],
+                    corr: &acts.corr[r * kb..][..kb],
+                    d: &acts.d[r * kb..][..kb],
+                };
+                let w = |c: usize| &self.quants[c * k..][..k];
+                let s = |c: usize| &self.scales[c * kb..][..kb];
+                let mut c = c0;
+                while c + 4 <= c1 {
+                    let (ws, ss) = (
+                        [w(c), w(c + 1), w(c + 2), w(c + 3)],
+                        [s(c), s(c + 1), s(c + 2), s(c + 3)],
+                    );
+                    // SAFETY: AVX512-VNNI present (asserted); every row has kb blocks.
+                    let d = unsafe { x86::dots(ws, ss, &x) };
+                    out[c - c0..c - c0 + 4].copy_from_slice(&d);
+                    c += 4;
+                }
+                while c < c1 {
+                    // SAFETY: as above.
+                    out[c - c0] = unsafe { x86::dots([w(c)], [s(c)], &x)[0] };
+                    c += 1;
+                }
+            };
+            super::qgemv::tiled(m, n, dst, row_range);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (kb, acts, m, dst);
+            unreachable!("packed Q8_0 weights exist only where `available()`");
+        }
+    }
+}
+
+/// Activation rows quantized for [`PackedQ8::matmul`].
+pub struct Acts {
+    /// The quants in the weights' packed order, `[m, k]`.
+    q: Vec<i8>,
+    /// `-128·Σq` of each block, `[m, k / 32]`: the weights' offset, taken out of the sums.
+    corr: Vec<i32>,
+    /// Each block's scale, `[m, k / 32]`.
+    d: Vec<f32>,
+    m: usize,
+    k: usize,
+}
+
+/// `m` rows of `x` `[m, k]` quantized as candle's Q8_0 (per 32 values, an f16 scale of
+/// `max|x| / 127`, round half away from zero), laid out for the packed kernel.
+pub fn quantize(x: &[f32], m: usize, k: usize) -> Acts {
+    assert!(k % QK == 0 && x.len() == m * k);
+    let kb = k / QK;
+    let mut acts = Acts {
+        q: vec![0; m * k],
+        corr: vec![0; m * kb],
+        d: vec![0.0; m * kb],
+        m,
+        k,
+    };
+    let mut blocks = vec![BlockQ8_0::zeros(); kb];
+    for (r, row) in x.chunks_exact(k).enumerate() {
+        BlockQ8_0::from_float(row, &mut blocks);
+        let q = &mut acts.q[r * k..][..k];
+        for (b, block) in blocks.iter().enumerate() {
+            let (d, qs) = parts(block);
+            acts.d[r * kb + b] = d.to_f32();
+            acts.corr[r * kb + b] = -128 * qs.iter().map(|&v| v as i32).sum::<i32>();
+            for (e, &v) in qs.iter().enumerate() {
+                q[offset(kb, b, e)] = v;
+            }
+        }
+    }
+    acts
+}
+
+/// One row of [`Acts`].
+struct ActRow<'a> {
+    q: &'a [i8],
+    corr: &'a [i32],
+    d: &'a [f32],
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{bf16, f16, ActRow, GROUP, QK};
+    use std::arch::x86_64::*;
+
+    /// The dot products of `R` packed weight rows (quants `w`, scales `s`) with activation row
+    /// `x`, all of `x.d.len()` blocks.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) unsafe fn dots<const R: usize>(
+        w: [&[u8]; R],
+        s: [&[f16]; R],
+        x: &ActRow,
+    ) -> [f32; R] {
+        let kb = x.d.len();
+        assert!(x.q.len() == kb * QK && x.corr.len() == kb);
+        assert!(w.iter().all(|w| w.len() == kb * QK) && s.iter().all(|s| s.len() == kb));
+        let mut acc = [_mm512_setzero_ps(); R];
+        let mut b = 0;
+        while b < kb {
+            let g = GROUP.min(kb - b);
+            let mask: __mmask16 = if g == GROUP { !0 } else { (1 << g) - 1 };
+            let base = b * QK;
+            let mut isum = [_mm512_maskz_loadu_epi32(mask, x.corr.as_ptr().add(b)); R];
+            for t in 0..QK / 4 {
+                let o = base + 4 * g * t;
+                let xv = _mm512_maskz_loadu_epi32(mask, x.q.as_ptr().add(o).cast());
+                for r in 0..R {
+                    let wv = _mm512_maskz_loadu_epi32(mask, w[r].as_ptr().add(o).cast());
+                    isum[r] = _mm512_dpbusd_epi32(isum[r], wv, xv);
+                }
+            }
+            let dx = _mm512_maskz_loadu_ps(mask, x.d.as_ptr().add(b));
+            for r in 0..R {
+                let dw =
+                    _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, s[r].as_ptr().add(b).cast()));
+                let q = _mm512_cvtepi32_ps(isum[r]);
+                acc[r] = _mm512_fmadd_ps(q, _mm512_mul_ps(dw, dx), acc[r]);
+            }
+            b += g;
+        }
+        acc.map(|a| _mm512_reduce_add_ps(a))
+    }
+
+    /// One packed row (quants, scales) to bf16 values in natural order: `q·d` in f32, rounded
+    /// to nearest even (as `half` does; the products are normal numbers, never NaN).
+    ///
+    /// Each 16-byte quarter of a group's 4-byte column holds four bytes of four blocks; widened
+    /// to i32 lanes, those lanes take their block's scale through a permute, and each block's
+    /// four values are stored as one 8-byte piece.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub(super) unsafe fn dequantize_row(quants: &[u8], scales: &[f16], out: &mut [bf16]) {
+        let kb = scales.len();
+        assert!(quants.len() == kb * QK && out.len() == kb * QK);
+        let (q, o) = (quants.as_ptr(), out.as_mut_ptr());
+        // Lane i of quarter j holds a byte of block 4j + i/4.
+        let lane_block: [__m512i; 4] = std::array::from_fn(|j| {
+            let index: [i32; 16] = std::array::from_fn(|i| (4 * j + i / 4) as i32);
+            _mm512_loadu_si512(index.as_ptr().cast())
+        });
+        let mut b = 0;
+        while b < kb {
+            let g = GROUP.min(kb - b);
+            let mask: __mmask16 = if g == GROUP { !0 } else { (1 << g) - 1 };
+            let d = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(
+                mask,
+                scales.as_ptr().add(b).cast(),
+            ));
+            for t in 0..QK / 4 {
+                let column = q.add(b * QK + 4 * g * t);
+                for (quarter, lanes) in lane_block.iter().enumerate().take(g.div_ceil(4)) {
+                    let blocks = (g - 4 * quarter).min(4);
+                    let bytes = _mm_maskz_loadu_epi8(
+                        ((1u32 << (4 * blocks)) - 1) as __mmask16,
+                        column.add(16 * quarter).cast(),
+                    );
+                    let i = _mm512_sub_epi32(_mm512_cvtepu8_epi32(bytes), _mm512_set1_epi32(128));
+                    let f = _mm512_mul_ps(_mm512_cvtepi32_ps(i), _mm512_permutexvar_ps(*lanes, d));
+                    let bits = _mm512_castps_si512(f);
+                    let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(bits), _mm512_set1_epi32(1));
+                    let rounded =
+                        _mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
+                    let h = _mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(rounded));
+                    let mut pieces = [0u64; 4];
+                    _mm256_storeu_si256(pieces.as_mut_ptr().cast(), h);
+                    for (i, piece) in pieces.iter().enumerate().take(blocks) {
+                        let block = b + 4 * quarter + i;
+                        o.add(block * QK + 4 * t)
+                            .cast::<u64>()
+                            .write_unaligned(*piece);
+                    }
+                }
+            }
+            b += g;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: u32, scale: f32) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                ((s >> 8) as f32 / (1u32 << 24) as f32 - 0.5) * scale
+            })
+            .collect()
+    }
+
+    fn blocks(w: &[f32]) -> Vec<BlockQ8_0> {
+        let mut b = vec![BlockQ8_0::zeros(); w.len() / QK];
+        BlockQ8_0::from_float(w, &mut b);
+        b
+    }
+
+    /// Every byte of every block lands in its own place: the layout is a permutation.
+    #[test]
+    fn offsets_are_a_permutation_of_the_row() {
+        for kb in [1, 3, 15, 16, 17, 24, 64, 70] {
+            let mut seen = vec![false; kb * QK];
+            for b in 0..kb {
+                for e in 0..QK {
+                    let o = offset(kb, b, e);
+                    assert!(!seen[o], "kb {kb}: block {b} byte {e} collides");
+                    seen[o] = true;
+                }
+            }
+        }
+    }
+
+    /// The packed products against f64 sums of the same quantized values (exact integer block
+    /// sums, f32 scale products), for widths with full and partial groups, one row and several,
+    /// and column counts that leave 1–3 columns after the quads; and within f32 rounding of
+    /// candle's own Q8_0 matmul. Dequantization gives back each `q·d`.
+    #[test]
+    fn products_match_the_quantized_values() {
+        if !available() {
+            eprintln!("skipped: no AVX512-VNNI on this CPU");
+            return;
+        }
+        for (k, n) in [(32, 5), (512, 67), (768, 130), (2048, 131)] {
+            let kb = k / QK;
+            let w = values(n * k, 3, 0.1);
+            let wb = blocks(&w);
+            let mut p = PackedQ8::zeroed(n, k);
+            p.pack_rows(0, &wb[..kb * (n / 2)]);
+            p.pack_rows(n / 2, &wb[kb * (n / 2)..]);
+            let deq = p.dequantize_bf16();
+            for (i, v) in deq.iter().enumerate() {
+                let (d, qs) = parts(&wb[i / QK]);
+                assert_eq!(*v, bf16::from_f32(qs[i % QK] as f32 * d.to_f32()));
+            }
+            for m in [1, 3, 20] {
+                let mut x = values(m * k, 11 + m as u32, 2.0);
+                x[5] = 0.0;
+                x[..QK].fill(0.0); // a zero block: scale 0
+                let acts = quantize(&x, m, k);
+                let mut ours = vec![0f32; m * n];
+                p.matmul(&acts, m, &mut ours);
+                let mut candle = vec![0f32; m * n];
+                candle_core::quantized::k_quants::matmul((m, k, n), &x, &wb, &mut candle).unwrap();
+                let xb = blocks(&x);
+                for r in 0..m {
+                    for c in 0..n {
+                        // The exact sum of the block terms, their magnitude, and that of
+                        // all the products (candle sums partial sums of four products per lane,
+                        // so its rounding scales with the latter).
+                        let (mut want, mut mag, mut products) = (0f64, 0f64, 0f64);
+                        for b in 0..kb {
+                            let (dw, qw) = parts(&wb[c * kb + b]);
+                            let (dx, qx) = parts(&xb[r * kb + b]);
+                            let d = (dw.to_f32() * dx.to_f32()) as f64;
+                            let prods = qw.iter().zip(&qx).map(|(&a, &b)| a as i32 * b as i32);
+                            let isum: i32 = prods.clone().sum();
+                            want += isum as f64 * d;
+                            mag += (isum as f64 * d).abs();
+                            products += prods.map(|p| p.abs() as f64).sum::<f64>() * d.abs();
+                        }
+                        let got = ours[r * n + c] as f64;
+                        let tol = mag * 1e-6 + 1e-12;
+                        assert!(
+                            (got - want).abs() <= tol,
+                            "{m}x{k}x{n} [{r},{c}]: {got} vs {want}"
+                        );
+                        let theirs = candle[r * n + c] as f64;
+                        let tol = products * 1e-6 + 1e-12;
+                        assert!((got - theirs).abs() <= tol, "vs candle: {got} vs {theirs}");
+                    }
+                }
+            }
+        }
+    }
+}
