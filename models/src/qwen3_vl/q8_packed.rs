@@ -75,10 +75,9 @@ fn parts(b: &BlockQ8_0) -> (f16, [i8; QK]) {
 /// A `[rows, cols]` Q8_0 weight in the packed layout.
 #[derive(Debug)]
 pub struct PackedQ8 {
-    /// `q + 128` per value, each row in [`offset`]'s order.
-    quants: Vec<u8>,
-    /// The f16 scale of each block, `[rows, cols / 32]`.
-    scales: Vec<f16>,
+    /// Row after row, each `cols` quants (`q + 128`, in [`offset`]'s order) followed by its
+    /// blocks' f16 scales (little-endian), so that a row is one stream of bytes.
+    data: Vec<u8>,
     rows: usize,
     cols: usize,
 }
@@ -91,26 +90,35 @@ impl PackedQ8 {
             "Q8_0 needs a width that is a multiple of 32"
         );
         Self {
-            quants: vec![128; rows * cols],
-            scales: vec![f16::ZERO; rows * (cols / QK)],
+            data: vec![0; rows * (cols + 2 * (cols / QK))],
             rows,
             cols,
         }
+    }
+
+    /// Bytes per packed row.
+    fn stride(&self) -> usize {
+        self.cols + 2 * (self.cols / QK)
+    }
+
+    /// Row `r`: its quants and its scales' bytes.
+    fn row(&self, r: usize) -> (&[u8], &[u8]) {
+        self.data[r * self.stride()..][..self.stride()].split_at(self.cols)
     }
 
     /// Rows `first..` from ggml blocks (`cols / 32` per row).
     pub fn pack_rows(&mut self, first: usize, blocks: &[BlockQ8_0]) {
         let kb = self.cols / QK;
         assert!(blocks.len() % kb == 0 && first + blocks.len() / kb <= self.rows);
-        let (quants, scales) = (&mut self.quants, &mut self.scales);
+        let stride = self.stride();
         for (i, row) in blocks.chunks_exact(kb).enumerate() {
-            let r = first + i;
-            let dst = &mut quants[r * self.cols..][..self.cols];
+            let dst = &mut self.data[(first + i) * stride..][..stride];
+            let (quants, scales) = dst.split_at_mut(self.cols);
             for (b, block) in row.iter().enumerate() {
                 let (d, qs) = parts(block);
-                scales[r * kb + b] = d;
+                scales[2 * b..2 * b + 2].copy_from_slice(&d.to_le_bytes());
                 for (e, &q) in qs.iter().enumerate() {
-                    dst[offset(kb, b, e)] = (q as i16 + 128) as u8;
+                    quants[offset(kb, b, e)] = (q as i16 + 128) as u8;
                 }
             }
         }
@@ -122,7 +130,7 @@ impl PackedQ8 {
 
     /// Bytes held (quants and scales: ggml's 34 per block).
     pub fn bytes(&self) -> usize {
-        self.quants.len() + 2 * self.scales.len()
+        self.data.len()
     }
 
     /// The weight as bf16 `[rows, cols]`: each `q·d` in f32, rounded once.
@@ -130,16 +138,16 @@ impl PackedQ8 {
         let (k, kb) = (self.cols, self.cols / QK);
         let mut out = vec![bf16::ZERO; self.rows * k];
         out.par_chunks_mut(k)
-            .zip(self.quants.par_chunks(k))
-            .zip(self.scales.par_chunks(kb))
-            .for_each(|((out, quants), scales)| {
+            .zip(self.data.par_chunks(self.stride()))
+            .for_each(|(out, row)| {
+                let (quants, scales) = row.split_at(k);
                 #[cfg(target_arch = "x86_64")]
                 if available() {
                     // SAFETY: the features are present; the slices are one row's.
                     return unsafe { x86::dequantize_row(quants, scales, out) };
                 }
-                for (b, (out, d)) in out.chunks_exact_mut(QK).zip(scales).enumerate() {
-                    let d = d.to_f32();
+                for (b, out) in out.chunks_exact_mut(QK).enumerate() {
+                    let d = f16::from_le_bytes([scales[2 * b], scales[2 * b + 1]]).to_f32();
                     for (e, o) in out.iter_mut().enumerate() {
                         let q = quants[offset(kb, b, e)] as i32 - 128;
                         *o = bf16::from_f32(q as f32 * d);
@@ -161,31 +169,19 @@ impl PackedQ8 {
                 available(),
                 "packed Q8_0 weights on a CPU without AVX512-VNNI"
             );
-            // Columns c0..c1 of row r; four weight rows at a time share the activation loads
-            // and give four independent chains of `vpdpbusd`.
+            // One weight row at a time: a task reads its rows as one sequential stream (two or
+            // four rows side by side, as separate streams, decoded the 30B-A3B shape at 28–33
+            // tok/s where one row at a time reached 46–47).
             let row_range = |r: usize, c0: usize, c1: usize, out: &mut [f32]| {
                 let x = ActRow {
                     q: &acts.q[r * k..][..k],
                     corr: &acts.corr[r * kb..][..kb],
                     d: &acts.d[r * kb..][..kb],
                 };
-                let w = |c: usize| &self.quants[c * k..][..k];
-                let s = |c: usize| &self.scales[c * kb..][..kb];
-                let mut c = c0;
-                while c + 4 <= c1 {
-                    let (ws, ss) = (
-                        [w(c), w(c + 1), w(c + 2), w(c + 3)],
-                        [s(c), s(c + 1), s(c + 2), s(c + 3)],
-                    );
-                    // SAFETY: AVX512-VNNI present (asserted); every row has kb blocks.
-                    let d = unsafe { x86::dots(ws, ss, &x) };
-                    out[c - c0..c - c0 + 4].copy_from_slice(&d);
-                    c += 4;
-                }
-                while c < c1 {
-                    // SAFETY: as above.
-                    out[c - c0] = unsafe { x86::dots([w(c)], [s(c)], &x)[0] };
-                    c += 1;
+                for (c, o) in (c0..c1).zip(out) {
+                    let (quants, scales) = self.row(c);
+                    // SAFETY: AVX512-VNNI present (asserted); the row has kb blocks.
+                    *o = unsafe { x86::dot(quants, scales, &x) };
                 }
             };
             super::qgemv::tiled(m, n, dst, row_range);
@@ -247,45 +243,44 @@ struct ActRow<'a> {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{bf16, f16, ActRow, GROUP, QK};
+    use super::{bf16, ActRow, GROUP, QK};
     use std::arch::x86_64::*;
 
-    /// The dot products of `R` packed weight rows (quants `w`, scales `s`) with activation row
-    /// `x`, all of `x.d.len()` blocks.
+    /// The dot product of a packed weight row (quants, scales' bytes) with activation row
+    /// `x`, both of `x.d.len()` blocks.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    pub(super) unsafe fn dots<const R: usize>(
-        w: [&[u8]; R],
-        s: [&[f16]; R],
-        x: &ActRow,
-    ) -> [f32; R] {
+    pub(super) unsafe fn dot(w: &[u8], scales: &[u8], x: &ActRow) -> f32 {
         let kb = x.d.len();
         assert!(x.q.len() == kb * QK && x.corr.len() == kb);
-        assert!(w.iter().all(|w| w.len() == kb * QK) && s.iter().all(|s| s.len() == kb));
-        let mut acc = [_mm512_setzero_ps(); R];
+        assert!(w.len() == kb * QK && scales.len() == 2 * kb);
+        let mut acc = _mm512_setzero_ps();
         let mut b = 0;
         while b < kb {
             let g = GROUP.min(kb - b);
             let mask: __mmask16 = if g == GROUP { !0 } else { (1 << g) - 1 };
             let base = b * QK;
-            let mut isum = [_mm512_maskz_loadu_epi32(mask, x.corr.as_ptr().add(b)); R];
+            // Two chains of `vpdpbusd` (even and odd columns): one chain of eight waits on
+            // the instruction's latency (36–43 → 46–56 tok/s on the 30B-A3B shape).
+            let mut isum = [
+                _mm512_maskz_loadu_epi32(mask, x.corr.as_ptr().add(b)),
+                _mm512_setzero_si512(),
+            ];
             for t in 0..QK / 4 {
                 let o = base + 4 * g * t;
                 let xv = _mm512_maskz_loadu_epi32(mask, x.q.as_ptr().add(o).cast());
-                for r in 0..R {
-                    let wv = _mm512_maskz_loadu_epi32(mask, w[r].as_ptr().add(o).cast());
-                    isum[r] = _mm512_dpbusd_epi32(isum[r], wv, xv);
-                }
+                let wv = _mm512_maskz_loadu_epi32(mask, w.as_ptr().add(o).cast());
+                isum[t % 2] = _mm512_dpbusd_epi32(isum[t % 2], wv, xv);
             }
+            let q = _mm512_cvtepi32_ps(_mm512_add_epi32(isum[0], isum[1]));
             let dx = _mm512_maskz_loadu_ps(mask, x.d.as_ptr().add(b));
-            for r in 0..R {
-                let dw =
-                    _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, s[r].as_ptr().add(b).cast()));
-                let q = _mm512_cvtepi32_ps(isum[r]);
-                acc[r] = _mm512_fmadd_ps(q, _mm512_mul_ps(dw, dx), acc[r]);
-            }
+            let dw = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(
+                mask,
+                scales.as_ptr().add(2 * b).cast(),
+            ));
+            acc = _mm512_fmadd_ps(q, _mm512_mul_ps(dw, dx), acc);
             b += g;
         }
-        acc.map(|a| _mm512_reduce_add_ps(a))
+        _mm512_reduce_add_ps(acc)
     }
 
     /// One packed row (quants, scales) to bf16 values in natural order: `q·d` in f32, rounded
@@ -295,8 +290,8 @@ mod x86 {
     /// to i32 lanes, those lanes take their block's scale through a permute, and each block's
     /// four values are stored as one 8-byte piece.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    pub(super) unsafe fn dequantize_row(quants: &[u8], scales: &[f16], out: &mut [bf16]) {
-        let kb = scales.len();
+    pub(super) unsafe fn dequantize_row(quants: &[u8], scales: &[u8], out: &mut [bf16]) {
+        let kb = scales.len() / 2;
         assert!(quants.len() == kb * QK && out.len() == kb * QK);
         let (q, o) = (quants.as_ptr(), out.as_mut_ptr());
         // Lane i of quarter j holds a byte of block 4j + i/4.
@@ -310,7 +305,7 @@ mod x86 {
             let mask: __mmask16 = if g == GROUP { !0 } else { (1 << g) - 1 };
             let d = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(
                 mask,
-                scales.as_ptr().add(b).cast(),
+                scales.as_ptr().add(2 * b).cast(),
             ));
             for t in 0..QK / 4 {
                 let column = q.add(b * QK + 4 * g * t);
