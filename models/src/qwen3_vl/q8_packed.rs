@@ -25,9 +25,9 @@ use half::{bf16, f16};
 use rayon::prelude::*;
 
 /// Values per block.
-const QK: usize = 32;
+pub(super) const QK: usize = 32;
 /// Blocks per group: one f32 lane each.
-const GROUP: usize = 16;
+pub(super) const GROUP: usize = 16;
 
 /// Whether this CPU runs the kernel (detected once). Where it does not, Q8_0 weights stay in
 /// ggml's layout for [`super::qgemv`]'s kernels.
@@ -41,6 +41,7 @@ pub fn available() -> bool {
                 && std::is_x86_feature_detected!("avx512bw")
                 && std::is_x86_feature_detected!("avx512vl")
                 && std::is_x86_feature_detected!("avx512vnni")
+                && std::is_x86_feature_detected!("f16c")
         })
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -53,10 +54,30 @@ pub fn available() -> bool {
 /// `b / 16` (of `g` blocks), then 4-byte column `e / 4` of the group (`4·g` bytes), then the
 /// block's lane.
 #[inline(always)]
-fn offset(kb: usize, b: usize, e: usize) -> usize {
+pub(super) fn offset(kb: usize, b: usize, e: usize) -> usize {
+    offset_in(QK, kb, b, e)
+}
+
+/// [`offset`] for blocks of `bytes` bytes (a multiple of 4).
+#[inline(always)]
+pub(super) fn offset_in(bytes: usize, kb: usize, b: usize, e: usize) -> usize {
     let (j, lane) = (b / GROUP, b % GROUP);
     let g = GROUP.min(kb - j * GROUP);
-    j * GROUP * QK + 4 * g * (e / 4) + 4 * lane + e % 4
+    j * GROUP * bytes + in_group(g, lane, e)
+}
+
+/// Where byte `e` of the block in lane `lane` lives in a group of `g` blocks' quants.
+#[inline(always)]
+pub(super) fn in_group(g: usize, lane: usize, e: usize) -> usize {
+    4 * g * (e / 4) + 4 * lane + e % 4
+}
+
+/// Block `b` of a packed weight row of `kb` blocks: where its group starts, the group's
+/// block count, and the block's lane.
+#[inline(always)]
+fn group_of(kb: usize, b: usize) -> (usize, usize, usize) {
+    let (j, lane) = (b / GROUP, b % GROUP);
+    (j * GROUP * (QK + 2), GROUP.min(kb - j * GROUP), lane)
 }
 
 /// A block's scale and quants. candle's `BlockQ8_0` is `#[repr(C)]` `{ d: f16, qs: [i8; 32] }`
@@ -75,8 +96,10 @@ fn parts(b: &BlockQ8_0) -> (f16, [i8; QK]) {
 /// A `[rows, cols]` Q8_0 weight in the packed layout.
 #[derive(Debug)]
 pub struct PackedQ8 {
-    /// Row after row, each `cols` quants (`q + 128`, in [`offset`]'s order) followed by its
-    /// blocks' f16 scales (little-endian), so that a row is one stream of bytes.
+    /// Row after row; each row group after group (sixteen blocks, the last maybe fewer), each
+    /// group its blocks' f16 scales (little-endian) and then their quants (`q + 128`, in
+    /// [`offset`]'s order within the group), so that a row is read as one stream, front to
+    /// back.
     data: Vec<u8>,
     rows: usize,
     cols: usize,
@@ -101,9 +124,8 @@ impl PackedQ8 {
         self.cols + 2 * (self.cols / QK)
     }
 
-    /// Row `r`: its quants and its scales' bytes.
-    fn row(&self, r: usize) -> (&[u8], &[u8]) {
-        self.data[r * self.stride()..][..self.stride()].split_at(self.cols)
+    fn row(&self, r: usize) -> &[u8] {
+        &self.data[r * self.stride()..][..self.stride()]
     }
 
     /// Rows `first..` from ggml blocks (`cols / 32` per row).
@@ -113,12 +135,13 @@ impl PackedQ8 {
         let stride = self.stride();
         for (i, row) in blocks.chunks_exact(kb).enumerate() {
             let dst = &mut self.data[(first + i) * stride..][..stride];
-            let (quants, scales) = dst.split_at_mut(self.cols);
             for (b, block) in row.iter().enumerate() {
                 let (d, qs) = parts(block);
-                scales[2 * b..2 * b + 2].copy_from_slice(&d.to_le_bytes());
+                let (group, g, lane) = group_of(kb, b);
+                let scale = group + 2 * lane;
+                dst[scale..scale + 2].copy_from_slice(&d.to_le_bytes());
                 for (e, &q) in qs.iter().enumerate() {
-                    quants[offset(kb, b, e)] = (q as i16 + 128) as u8;
+                    dst[group + 2 * g + in_group(g, lane, e)] = (q as i16 + 128) as u8;
                 }
             }
         }
@@ -140,16 +163,17 @@ impl PackedQ8 {
         out.par_chunks_mut(k)
             .zip(self.data.par_chunks(self.stride()))
             .for_each(|(out, row)| {
-                let (quants, scales) = row.split_at(k);
                 #[cfg(target_arch = "x86_64")]
                 if available() {
                     // SAFETY: the features are present; the slices are one row's.
-                    return unsafe { x86::dequantize_row(quants, scales, out) };
+                    return unsafe { x86::dequantize_row(row, out) };
                 }
                 for (b, out) in out.chunks_exact_mut(QK).enumerate() {
-                    let d = f16::from_le_bytes([scales[2 * b], scales[2 * b + 1]]).to_f32();
+                    let (group, g, lane) = group_of(kb, b);
+                    let scale = group + 2 * lane;
+                    let d = f16::from_le_bytes([row[scale], row[scale + 1]]).to_f32();
                     for (e, o) in out.iter_mut().enumerate() {
-                        let q = quants[offset(kb, b, e)] as i32 - 128;
+                        let q = row[group + 2 * g + in_group(g, lane, e)] as i32 - 128;
                         *o = bf16::from_f32(q as f32 * d);
                     }
                 }
@@ -160,9 +184,8 @@ impl PackedQ8 {
     /// `dst[r, c] = Σ x[r]·w[c]` for `m` activation rows quantized by [`quantize`] into `dst`
     /// `[m, rows]`.
     pub fn matmul(&self, acts: &Acts, m: usize, dst: &mut [f32]) {
-        let (n, k) = (self.rows, self.cols);
-        let kb = k / QK;
-        assert!(acts.k == k && acts.m >= m && dst.len() >= m * n);
+        let n = self.rows;
+        assert!(acts.k == self.cols && acts.m >= m && dst.len() >= m * n);
         #[cfg(target_arch = "x86_64")]
         {
             assert!(
@@ -173,37 +196,46 @@ impl PackedQ8 {
             // four rows side by side, as separate streams, decoded the 30B-A3B shape at 28–33
             // tok/s where one row at a time reached 46–47).
             let row_range = |r: usize, c0: usize, c1: usize, out: &mut [f32]| {
-                let x = ActRow {
-                    q: &acts.q[r * k..][..k],
-                    corr: &acts.corr[r * kb..][..kb],
-                    d: &acts.d[r * kb..][..kb],
-                };
+                let x = acts.row(r);
                 for (c, o) in (c0..c1).zip(out) {
-                    let (quants, scales) = self.row(c);
                     // SAFETY: AVX512-VNNI present (asserted); the row has kb blocks.
-                    *o = unsafe { x86::dot(quants, scales, &x) };
+                    *o = unsafe { x86::dot(self.row(c), &x) };
                 }
             };
             super::qgemv::tiled(m, n, dst, row_range);
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            let _ = (kb, acts, m, dst);
+            let _ = (acts, m, dst);
             unreachable!("packed Q8_0 weights exist only where `available()`");
         }
     }
 }
 
-/// Activation rows quantized for [`PackedQ8::matmul`].
+/// Activation rows quantized for the packed kernels (this file's and
+/// [`super::q4k_packed`]'s).
 pub struct Acts {
-    /// The quants in the weights' packed order, `[m, k]`.
+    /// The quants in [`offset`]'s order, `[m, k]`.
     q: Vec<i8>,
-    /// `-128·Σq` of each block, `[m, k / 32]`: the weights' offset, taken out of the sums.
-    corr: Vec<i32>,
+    /// `Σq` of each block, `[m, k / 32]`: for the Q8_0 weights' offset of 128 and the Q4_K
+    /// weights' minimums.
+    sums: Vec<i32>,
     /// Each block's scale, `[m, k / 32]`.
     d: Vec<f32>,
-    m: usize,
-    k: usize,
+    pub(super) m: usize,
+    pub(super) k: usize,
+}
+
+impl Acts {
+    /// Row `r`.
+    pub(super) fn row(&self, r: usize) -> ActRow<'_> {
+        let (k, kb) = (self.k, self.k / QK);
+        ActRow {
+            q: &self.q[r * k..][..k],
+            sums: &self.sums[r * kb..][..kb],
+            d: &self.d[r * kb..][..kb],
+        }
+    }
 }
 
 /// `m` rows of `x` `[m, k]` quantized as candle's Q8_0 (per 32 values, an f16 scale of
@@ -213,7 +245,7 @@ pub fn quantize(x: &[f32], m: usize, k: usize) -> Acts {
     let kb = k / QK;
     let mut acts = Acts {
         q: vec![0; m * k],
-        corr: vec![0; m * kb],
+        sums: vec![0; m * kb],
         d: vec![0.0; m * kb],
         m,
         k,
@@ -225,7 +257,7 @@ pub fn quantize(x: &[f32], m: usize, k: usize) -> Acts {
         for (b, block) in blocks.iter().enumerate() {
             let (d, qs) = parts(block);
             acts.d[r * kb + b] = d.to_f32();
-            acts.corr[r * kb + b] = -128 * qs.iter().map(|&v| v as i32).sum::<i32>();
+            acts.sums[r * kb + b] = qs.iter().map(|&v| v as i32).sum();
             for (e, &v) in qs.iter().enumerate() {
                 q[offset(kb, b, e)] = v;
             }
@@ -235,48 +267,50 @@ pub fn quantize(x: &[f32], m: usize, k: usize) -> Acts {
 }
 
 /// One row of [`Acts`].
-struct ActRow<'a> {
-    q: &'a [i8],
-    corr: &'a [i32],
-    d: &'a [f32],
+pub(super) struct ActRow<'a> {
+    pub(super) q: &'a [i8],
+    pub(super) sums: &'a [i32],
+    pub(super) d: &'a [f32],
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(super) mod x86 {
     use super::{bf16, ActRow, GROUP, QK};
     use std::arch::x86_64::*;
 
-    /// The dot product of a packed weight row (quants, scales' bytes) with activation row
-    /// `x`, both of `x.d.len()` blocks.
+    /// The dot product of a packed weight row with activation row `x`, both of `x.d.len()`
+    /// blocks.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    pub(super) unsafe fn dot(w: &[u8], scales: &[u8], x: &ActRow) -> f32 {
+    pub(super) unsafe fn dot(row: &[u8], x: &ActRow) -> f32 {
         let kb = x.d.len();
-        assert!(x.q.len() == kb * QK && x.corr.len() == kb);
-        assert!(w.len() == kb * QK && scales.len() == 2 * kb);
+        assert!(x.q.len() == kb * QK && x.sums.len() == kb);
+        assert!(row.len() == kb * (QK + 2));
         let mut acc = _mm512_setzero_ps();
         let mut b = 0;
         while b < kb {
             let g = GROUP.min(kb - b);
             let mask: __mmask16 = if g == GROUP { !0 } else { (1 << g) - 1 };
             let base = b * QK;
+            let (scales, w) = (
+                row.as_ptr().add(b * (QK + 2)),
+                row.as_ptr().add(b * (QK + 2) + 2 * g),
+            );
             // Two chains of `vpdpbusd` (even and odd columns): one chain of eight waits on
             // the instruction's latency (36–43 → 46–56 tok/s on the 30B-A3B shape).
+            // Starting from -128·Σx takes the weights' offset out.
+            let sums = _mm512_maskz_loadu_epi32(mask, x.sums.as_ptr().add(b));
             let mut isum = [
-                _mm512_maskz_loadu_epi32(mask, x.corr.as_ptr().add(b)),
+                _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32::<7>(sums)),
                 _mm512_setzero_si512(),
             ];
             for t in 0..QK / 4 {
-                let o = base + 4 * g * t;
-                let xv = _mm512_maskz_loadu_epi32(mask, x.q.as_ptr().add(o).cast());
-                let wv = _mm512_maskz_loadu_epi32(mask, w.as_ptr().add(o).cast());
+                let xv = _mm512_maskz_loadu_epi32(mask, x.q.as_ptr().add(base + 4 * g * t).cast());
+                let wv = _mm512_maskz_loadu_epi32(mask, w.add(4 * g * t).cast());
                 isum[t % 2] = _mm512_dpbusd_epi32(isum[t % 2], wv, xv);
             }
             let q = _mm512_cvtepi32_ps(_mm512_add_epi32(isum[0], isum[1]));
             let dx = _mm512_maskz_loadu_ps(mask, x.d.as_ptr().add(b));
-            let dw = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(
-                mask,
-                scales.as_ptr().add(2 * b).cast(),
-            ));
+            let dw = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, scales.cast()));
             acc = _mm512_fmadd_ps(q, _mm512_mul_ps(dw, dx), acc);
             b += g;
         }
@@ -290,49 +324,75 @@ mod x86 {
     /// to i32 lanes, those lanes take their block's scale through a permute, and each block's
     /// four values are stored as one 8-byte piece.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    pub(super) unsafe fn dequantize_row(quants: &[u8], scales: &[u8], out: &mut [bf16]) {
-        let kb = scales.len() / 2;
-        assert!(quants.len() == kb * QK && out.len() == kb * QK);
-        let (q, o) = (quants.as_ptr(), out.as_mut_ptr());
-        // Lane i of quarter j holds a byte of block 4j + i/4.
-        let lane_block: [__m512i; 4] = std::array::from_fn(|j| {
-            let index: [i32; 16] = std::array::from_fn(|i| (4 * j + i / 4) as i32);
-            _mm512_loadu_si512(index.as_ptr().cast())
-        });
+    pub(super) unsafe fn dequantize_row(row: &[u8], out: &mut [bf16]) {
+        let kb = out.len() / QK;
+        assert!(row.len() == kb * (QK + 2) && out.len() == kb * QK);
+        let o = out.as_mut_ptr();
+        let lanes = quarter_lanes();
         let mut b = 0;
         while b < kb {
             let g = GROUP.min(kb - b);
             let mask: __mmask16 = if g == GROUP { !0 } else { (1 << g) - 1 };
-            let d = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(
-                mask,
-                scales.as_ptr().add(2 * b).cast(),
-            ));
+            let group = row.as_ptr().add(b * (QK + 2));
+            let d = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, group.cast()));
             for t in 0..QK / 4 {
-                let column = q.add(b * QK + 4 * g * t);
-                for (quarter, lanes) in lane_block.iter().enumerate().take(g.div_ceil(4)) {
+                let column = group.add(2 * g + 4 * g * t);
+                for (quarter, lanes) in lanes.iter().enumerate().take(g.div_ceil(4)) {
                     let blocks = (g - 4 * quarter).min(4);
-                    let bytes = _mm_maskz_loadu_epi8(
-                        ((1u32 << (4 * blocks)) - 1) as __mmask16,
-                        column.add(16 * quarter).cast(),
-                    );
+                    let bytes = load_quarter(column, quarter, blocks);
                     let i = _mm512_sub_epi32(_mm512_cvtepu8_epi32(bytes), _mm512_set1_epi32(128));
                     let f = _mm512_mul_ps(_mm512_cvtepi32_ps(i), _mm512_permutexvar_ps(*lanes, d));
-                    let bits = _mm512_castps_si512(f);
-                    let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(bits), _mm512_set1_epi32(1));
-                    let rounded =
-                        _mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
-                    let h = _mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(rounded));
-                    let mut pieces = [0u64; 4];
-                    _mm256_storeu_si256(pieces.as_mut_ptr().cast(), h);
-                    for (i, piece) in pieces.iter().enumerate().take(blocks) {
-                        let block = b + 4 * quarter + i;
-                        o.add(block * QK + 4 * t)
-                            .cast::<u64>()
-                            .write_unaligned(*piece);
-                    }
+                    store_quarter(f, blocks, o.add((b + 4 * quarter) * QK + 4 * t), QK);
                 }
             }
             b += g;
+        }
+    }
+
+    /// For quarter j of a group's 4-byte column (16 bytes: four bytes of blocks 4j..4j+4),
+    /// the lane → block index vector: lane i holds a byte of block 4j + i/4, to permute the
+    /// blocks' scales onto the widened bytes.
+    #[target_feature(enable = "avx512f")]
+    pub(in super::super) fn quarter_lanes() -> [__m512i; 4] {
+        std::array::from_fn(|j| {
+            let index: [i32; 16] = std::array::from_fn(|i| (4 * j + i / 4) as i32);
+            // SAFETY: 16 i32 read from a local array.
+            unsafe { _mm512_loadu_si512(index.as_ptr().cast()) }
+        })
+    }
+
+    /// Quarter `quarter` of the column at `column`, in a group whose quarter holds `blocks`
+    /// (1..=4) blocks (the rest of the 16 bytes zero, never read).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub(in super::super) unsafe fn load_quarter(
+        column: *const u8,
+        quarter: usize,
+        blocks: usize,
+    ) -> __m128i {
+        _mm_maskz_loadu_epi8(
+            ((1u32 << (4 * blocks)) - 1) as __mmask16,
+            column.add(16 * quarter).cast(),
+        )
+    }
+
+    /// Sixteen f32 values — four of each of `blocks` blocks — rounded to bf16 (nearest even,
+    /// as `half` does for the finite values here) and stored as four values at
+    /// `dst + i·stride` for block i.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub(in super::super) unsafe fn store_quarter(
+        f: __m512,
+        blocks: usize,
+        dst: *mut bf16,
+        stride: usize,
+    ) {
+        let bits = _mm512_castps_si512(f);
+        let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(bits), _mm512_set1_epi32(1));
+        let rounded = _mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
+        let h = _mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(rounded));
+        let mut pieces = [0u64; 4];
+        _mm256_storeu_si256(pieces.as_mut_ptr().cast(), h);
+        for (i, piece) in pieces.iter().enumerate().take(blocks) {
+            dst.add(i * stride).cast::<u64>().write_unaligned(*piece);
         }
     }
 }

@@ -18,6 +18,7 @@ use candle_core::quantized::k_quants::{BlockQ4K, BlockQ8K, BlockQ8_0, GgmlType};
 use candle_core::quantized::GgmlDType;
 use rayon::prelude::*;
 
+pub use super::q4k_packed::PackedQ4K;
 use super::q8_packed;
 pub use super::q8_packed::PackedQ8;
 
@@ -38,6 +39,8 @@ pub enum QWeight {
     },
     /// Q8_0 repacked for AVX512-VNNI ([`PackedQ8`]), where the CPU has it.
     Q8_0Packed(PackedQ8),
+    /// Q4_K repacked for AVX512-VNNI ([`PackedQ4K`]), where the CPU has it.
+    Q4KPacked(PackedQ4K),
     Q4K {
         blocks: Vec<BlockQ4K>,
         rows: usize,
@@ -57,13 +60,14 @@ impl QWeight {
         match self {
             Self::Q8_0 { rows, cols, .. } | Self::Q4K { rows, cols, .. } => (*rows, *cols),
             Self::Q8_0Packed(p) => p.dims(),
+            Self::Q4KPacked(p) => p.dims(),
         }
     }
 
     pub fn dtype(&self) -> GgmlDType {
         match self {
             Self::Q8_0 { .. } | Self::Q8_0Packed(_) => GgmlDType::Q8_0,
-            Self::Q4K { .. } => GgmlDType::Q4K,
+            Self::Q4K { .. } | Self::Q4KPacked(_) => GgmlDType::Q4K,
         }
     }
 
@@ -72,6 +76,7 @@ impl QWeight {
         match self {
             Self::Q8_0 { blocks, .. } => std::mem::size_of_val(blocks.as_slice()),
             Self::Q8_0Packed(p) => p.bytes(),
+            Self::Q4KPacked(p) => p.bytes(),
             Self::Q4K { blocks, .. } => std::mem::size_of_val(blocks.as_slice()),
         }
     }
@@ -82,7 +87,9 @@ impl QWeight {
         assert_eq!(x.len(), m * k, "activation rows of the wrong width");
         match self {
             Self::Q8_0 { .. } => QActs::Q8_0(quantize_rows::<BlockQ8_0>(x, m, k)),
-            Self::Q8_0Packed(_) => QActs::Q8Packed(q8_packed::quantize(x, m, k)),
+            Self::Q8_0Packed(_) | Self::Q4KPacked(_) => {
+                QActs::Q8Packed(q8_packed::quantize(x, m, k))
+            }
             Self::Q4K { .. } => QActs::Q8K(quantize_rows::<BlockQ8K>(x, m, k)),
         }
     }
@@ -104,14 +111,16 @@ impl QWeight {
                     }
                 });
         }
-        if let Self::Q8_0Packed(p) = self {
-            return p.dequantize_bf16();
+        match self {
+            Self::Q8_0Packed(p) => return p.dequantize_bf16(),
+            Self::Q4KPacked(p) => return p.dequantize_bf16(),
+            _ => {}
         }
         let (rows, cols) = self.dims();
         let mut out = vec![half::bf16::ZERO; rows * cols];
         match self {
             Self::Q8_0 { blocks, .. } => each(blocks, cols, &mut out),
-            Self::Q8_0Packed(_) => unreachable!("returned above"),
+            Self::Q8_0Packed(_) | Self::Q4KPacked(_) => unreachable!("returned above"),
             Self::Q4K { blocks, .. } => each(blocks, cols, &mut out),
         }
         out
@@ -135,6 +144,7 @@ impl QWeight {
                 matmul_blocks(blocks, a, (m, *cols, *rows), dst, candle_quad)
             }
             (Self::Q8_0Packed(p), QActs::Q8Packed(a)) => p.matmul(a, m, dst),
+            (Self::Q4KPacked(p), QActs::Q8Packed(a)) => p.matmul(a, m, dst),
             (Self::Q4K { blocks, rows, cols }, QActs::Q8K(a)) => {
                 matmul_blocks(blocks, a, (m, *cols, *rows), dst, candle_quad)
             }
@@ -427,7 +437,9 @@ mod tests {
                         QWeight::Q4K { blocks, .. } => {
                             k_quants::matmul((m, k, n), &x, blocks, &mut want)?
                         }
-                        QWeight::Q8_0Packed(_) => unreachable!("q8_packed.rs tests its own"),
+                        QWeight::Q8_0Packed(_) | QWeight::Q4KPacked(_) => {
+                            unreachable!("the packed formats test their own")
+                        }
                     }
                     assert!(ours == want, "{:?} {m}x{k}x{n}", q.dtype());
                 }

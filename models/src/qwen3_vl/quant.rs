@@ -13,7 +13,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Module, Tensor};
 use candle_nn::VarBuilder;
 
-use super::qgemv::{PackedQ8, QWeight};
+use super::qgemv::{PackedQ4K, PackedQ8, QWeight};
 use super::weights::{rows_name, serves_rows};
 use serde::{Deserialize, Serialize};
 
@@ -274,7 +274,11 @@ type Fetch<'a> = dyn Fn(usize, usize) -> Result<Tensor> + 'a;
 
 /// A `[rows, cols]` CPU weight, whose rows `fetch` provides, quantized as `quant` into blocks.
 fn cpu_quantized(quant: Quant, (rows, cols): (usize, usize), fetch: &Fetch) -> Result<Linear> {
-    let q = if quant == Quant::Q4K {
+    let q = if quant == Quant::Q4K && super::q4k_packed::available() {
+        let mut packed = PackedQ4K::zeroed(rows, cols);
+        quantize_chunks::<BlockQ4K>((rows, cols), fetch, |r, blocks| packed.pack_rows(r, blocks))?;
+        QWeight::Q4KPacked(packed)
+    } else if quant == Quant::Q4K {
         QWeight::Q4K {
             blocks: quantize_fetched::<BlockQ4K>((rows, cols), fetch)?,
             rows,
@@ -347,6 +351,24 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
+    /// Normal values (Box–Muller over a fixed LCG): the error bounds below are checked on the
+    /// same numbers every run.
+    fn seeded(shape: &[usize], std: f32, seed: u32) -> Tensor {
+        let n: usize = shape.iter().product();
+        let mut s = seed;
+        let mut uniform = || {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            ((s >> 8) as f32 + 0.5) / (1u32 << 24) as f32
+        };
+        let v: Vec<f32> = (0..n)
+            .map(|_| {
+                let (a, b) = (uniform(), uniform());
+                std * (-2.0 * a.ln()).sqrt() * (std::f32::consts::TAU * b).cos()
+            })
+            .collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
     fn rel_err(got: &Tensor, want: &Tensor) -> f32 {
         let num: f32 = (got - want)
             .unwrap()
@@ -365,8 +387,8 @@ mod tests {
     #[test]
     fn quantized_linear_error_is_bounded() -> Result<()> {
         let dev = Device::Cpu;
-        let w = Tensor::randn(0f32, 0.05, (96, 512), &dev)?;
-        let x = Tensor::randn(0f32, 1.0, (5, 512), &dev)?;
+        let w = seeded(&[96, 512], 0.05, 1);
+        let x = seeded(&[5, 512], 1.0, 2);
         let want = x.matmul(&w.t()?)?;
         let q8 = Linear::from_weight(w.clone(), Quant::Q8_0)?;
         let q4 = Linear::from_weight(w.clone(), Quant::Q4K)?;
@@ -387,7 +409,7 @@ mod tests {
 
         // Many bf16 rows take the dequantized bf16 GEMM where oneDNN serves bf16: the same error
         // bounds against the f32 product, in both formats.
-        let x = Tensor::randn(0f32, 1.0, (DEQUANTIZED_GEMM_ROWS + 8, 512), &dev)?;
+        let x = seeded(&[DEQUANTIZED_GEMM_ROWS + 8, 512], 1.0, 3);
         let want = x.matmul(&w.t()?)?;
         let xb = x.to_dtype(DType::BF16)?;
         let (e8, e4) = (
@@ -437,22 +459,35 @@ mod tests {
 
     /// The CPU layers' products agree with candle's own quantized matmul of the same blocks
     /// and are no further from the dense product. (On x86 with AVX-512-VNNI candle quantizes
-    /// Q8_0 activations with one scale per 256 values instead of per 32, hence the looser Q8_0
-    /// bound.) One row and many, bf16 and f32 activations; the layer holds the blocks once.
+    /// Q8_0 activations with one scale per 256 values instead of per 32, and the packed Q4_K
+    /// kernel quantizes them per 32 where candle's Q8_K has one scale per 256, hence the
+    /// looser bounds there.) One row and many, bf16 and f32 activations; the layer holds the
+    /// blocks once (the packed Q4_K adds its unpacked scales: 148 bytes per 256 values, not
+    /// 144).
     #[test]
     fn cpu_products_agree_with_candles_qmatmul() -> Result<()> {
         let dev = Device::Cpu;
         for (quant, g, out, inp, bound) in [
             (Quant::Q8_0, GgmlDType::Q8_0, 48, 512, 0.02),
-            (Quant::Q4K, GgmlDType::Q4K, 32, 512, 1e-5),
+            (
+                Quant::Q4K,
+                GgmlDType::Q4K,
+                32,
+                512,
+                if super::super::q4k_packed::available() {
+                    0.02
+                } else {
+                    1e-5
+                },
+            ),
             (Quant::Q8_0, GgmlDType::Q8_0, 19, 288, 0.02),
         ] {
-            let w = Tensor::randn(0f32, 0.05, (out, inp), &dev)?;
+            let w = seeded(&[out, inp], 0.05, out as u32);
             let ours = Linear::from_weight(w.clone(), quant)?;
             assert!(matches!(ours, Linear::Blocks(_)));
             let plain = QMatMul::from_qtensor(QTensor::quantize(&w, g)?)?;
             for m in [1, 5, 40] {
-                let x = Tensor::randn(0f32, 1.0, (2, m, inp), &dev)?;
+                let x = seeded(&[2, m, inp], 1.0, 100 + m as u32);
                 let got = ours.forward(&x)?;
                 assert_eq!(got.dims(), &[2, m, out]);
                 let theirs = plain.forward(&x)?;
@@ -470,7 +505,10 @@ mod tests {
                 assert!(e < 0.02, "bf16 activations: {e}");
             }
             let full = inp / g.block_size() * out * g.type_size();
-            assert_eq!(ours.held_block_bytes(), Some(full), "{quant:?} {out}x{inp}");
+            let held = ours.held_block_bytes().expect("a CPU layer");
+            let packed_q4k = quant == Quant::Q4K && super::super::q4k_packed::available();
+            let want = if packed_q4k { full / 144 * 148 } else { full };
+            assert_eq!(held, want, "{quant:?} {out}x{inp}");
             // A wrong width is an error, not a panic.
             let bad = Tensor::zeros((1, inp + 32), DType::F32, &dev)?;
             assert!(ours.forward(&bad).is_err());
