@@ -12,6 +12,7 @@ use candle_core::quantized::k_quants::{BlockQ4K, BlockQ8_0, GgmlType};
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Module, Tensor};
 use candle_nn::VarBuilder;
+use rayon::prelude::*;
 
 use super::qgemv::{PackedQ4K, PackedQ8, QWeight};
 use super::weights::{rows_name, serves_rows};
@@ -306,13 +307,16 @@ const QUANT_CHUNK_ELEMS: usize = 1 << 20;
 /// time into one block buffer that becomes the tensor's storage. Blocks never straddle rows,
 /// so the blocks are exactly those `QTensor::quantize` makes from the whole f32 tensor.
 #[cfg(test)]
-fn quantize_rows<B: GgmlType>(weight: &Tensor) -> Result<Vec<B>> {
+fn quantize_rows<B: GgmlType + Send>(weight: &Tensor) -> Result<Vec<B>> {
     quantize_fetched::<B>(weight.dims2()?, &|r, n| Ok(weight.narrow(0, r, n)?))
 }
 
 /// [`quantize_rows`] of a `[rows, cols]` weight whose rows `fetch(first, n)` provides, so a
 /// weight read from a file is never held whole.
-fn quantize_fetched<B: GgmlType>((rows, cols): (usize, usize), fetch: &Fetch) -> Result<Vec<B>> {
+fn quantize_fetched<B: GgmlType + Send>(
+    (rows, cols): (usize, usize),
+    fetch: &Fetch,
+) -> Result<Vec<B>> {
     let blocks_per_row = cols / B::BLCK_SIZE;
     let mut blocks = Vec::with_capacity(rows * blocks_per_row);
     quantize_chunks::<B>((rows, cols), fetch, |_, chunk| {
@@ -323,7 +327,7 @@ fn quantize_fetched<B: GgmlType>((rows, cols): (usize, usize), fetch: &Fetch) ->
 
 /// Quantizes the rows `fetch` provides a chunk at a time, handing each chunk's blocks to
 /// `sink(first_row, blocks)` in row order.
-fn quantize_chunks<B: GgmlType>(
+fn quantize_chunks<B: GgmlType + Send>(
     (rows, cols): (usize, usize),
     fetch: &Fetch,
     mut sink: impl FnMut(usize, &[B]),
@@ -339,7 +343,11 @@ fn quantize_chunks<B: GgmlType>(
             .flatten_all()?
             .to_vec1::<f32>()?;
         let out = &mut blocks[..n * blocks_per_row];
-        B::from_float(&chunk, out);
+        // Row by row on all threads: quantizing (Q4_K's search for scales above all) is most
+        // of a quantized load's time.
+        out.par_chunks_mut(blocks_per_row.max(1))
+            .zip(chunk.par_chunks(cols))
+            .for_each(|(out, row)| B::from_float(row, out));
         sink(r, out);
         r += n;
     }
