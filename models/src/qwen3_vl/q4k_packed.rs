@@ -116,7 +116,7 @@ impl PackedQ4K {
     /// An all-zero weight, to be filled by [`PackedQ4K::pack_rows`].
     pub fn zeroed(rows: usize, cols: usize) -> Self {
         assert!(
-            cols % QK_K == 0,
+            cols.is_multiple_of(QK_K),
             "Q4_K needs a width that is a multiple of 256"
         );
         let mut p = Self {
@@ -142,7 +142,7 @@ impl PackedQ4K {
     /// Rows `first..` from ggml blocks (`cols / 256` per row).
     pub fn pack_rows(&mut self, first: usize, blocks: &[BlockQ4K]) {
         let (kb, subs, stride) = (self.cols / QK_K, self.cols / QK, self.stride());
-        assert!(blocks.len() % kb == 0 && first + blocks.len() / kb <= self.rows);
+        assert!(blocks.len().is_multiple_of(kb) && first + blocks.len() / kb <= self.rows);
         for (i, row) in blocks.chunks_exact(kb).enumerate() {
             let dst = &mut self.data[(first + i) * stride..][..stride];
             for (b, block) in row.iter().enumerate() {
@@ -208,31 +208,21 @@ impl PackedQ4K {
     }
 
     /// `dst[r, c] = Σ x[r]·w[c]` for `m` activation rows quantized by
-    /// [`super::q8_packed::quantize`] into `dst` `[m, rows]`, one weight row at a time (see
-    /// [`super::q8_packed::PackedQ8::matmul`]).
+    /// [`super::q8_packed::quantize`] into `dst` `[m, rows]` (see
+    /// [`super::q8_packed::products`]).
     pub fn matmul(&self, acts: &Acts, m: usize, dst: &mut [f32]) {
-        let n = self.rows;
-        assert!(acts.k == self.cols && acts.m >= m && dst.len() >= m * n);
-        #[cfg(target_arch = "x86_64")]
-        {
-            assert!(
-                available(),
-                "packed Q4_K weights on a CPU without AVX512-VNNI"
-            );
-            let row_range = |r: usize, c0: usize, c1: usize, out: &mut [f32]| {
-                let x = acts.row(r);
-                for (c, o) in (c0..c1).zip(out) {
-                    // SAFETY: AVX512-VNNI present (asserted); the rows have the same width.
-                    *o = unsafe { x86::dot(self.row(c), &x) };
-                }
-            };
-            super::qgemv::tiled(m, n, dst, row_range);
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            let _ = (acts, m, dst);
-            unreachable!("packed Q4_K weights exist only where `available()`");
-        }
+        assert_eq!(acts.k, self.cols, "activations of another width");
+        assert!(
+            available(),
+            "packed Q4_K weights on a CPU without AVX512-VNNI"
+        );
+        super::q8_packed::products(acts, m, self.rows, dst, |c, x| {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: AVX512-VNNI present (asserted); the rows have the same width.
+            return unsafe { x86::dot(self.row(c), x) };
+            #[cfg(not(target_arch = "x86_64"))]
+            unreachable!("no packed weights without AVX512-VNNI: {c} {}", x.d.len())
+        });
     }
 }
 

@@ -1,5 +1,4 @@
-//! Q8_0 weights repacked for `vpdpbusd` (AVX512-VNNI): the quantized decode kernel that reads
-//! weights as fast as memory delivers them.
+//! Q8_0 weights repacked for `vpdpbusd` (AVX512-VNNI), for quantized decode.
 //!
 //! Why: in ggml's layout a Q8_0 block is an f16 scale and 32 quants, and every block's sum has
 //! to be scaled before the next is added. The four-row kernel in [`super::qgemv`] spends about
@@ -14,6 +13,11 @@
 //! may have fewer blocks (masked loads, no padding). `vpdpbusd` multiplies unsigned by signed
 //! bytes, so the weights are stored offset by 128 (`q + 128`, 1..=255) and each activation
 //! block's `128·Σx` is subtracted, through the initial value of its sum — exact in i32.
+//!
+//! Memory order matters as much as the arithmetic: a task reads its weight rows one at a
+//! time, each front to back, and each group starts with its scales, so every thread reads one
+//! sequential stream. Four rows side by side (four streams per thread) decoded the 30B-A3B
+//! shape at 27–33 tok/s, one row at a time at 46–56.
 //!
 //! Numbers: the blocks are exactly ggml's (quantized by candle, then moved), the activations
 //! are quantized per 32 values as candle does, and each block's integer sum is exact; only the
@@ -109,7 +113,7 @@ impl PackedQ8 {
     /// An all-zero weight, to be filled by [`PackedQ8::pack_rows`].
     pub fn zeroed(rows: usize, cols: usize) -> Self {
         assert!(
-            cols % QK == 0,
+            cols.is_multiple_of(QK),
             "Q8_0 needs a width that is a multiple of 32"
         );
         Self {
@@ -131,7 +135,7 @@ impl PackedQ8 {
     /// Rows `first..` from ggml blocks (`cols / 32` per row).
     pub fn pack_rows(&mut self, first: usize, blocks: &[BlockQ8_0]) {
         let kb = self.cols / QK;
-        assert!(blocks.len() % kb == 0 && first + blocks.len() / kb <= self.rows);
+        assert!(blocks.len().is_multiple_of(kb) && first + blocks.len() / kb <= self.rows);
         let stride = self.stride();
         for (i, row) in blocks.chunks_exact(kb).enumerate() {
             let dst = &mut self.data[(first + i) * stride..][..stride];
@@ -184,32 +188,38 @@ impl PackedQ8 {
     /// `dst[r, c] = Σ x[r]·w[c]` for `m` activation rows quantized by [`quantize`] into `dst`
     /// `[m, rows]`.
     pub fn matmul(&self, acts: &Acts, m: usize, dst: &mut [f32]) {
-        let n = self.rows;
-        assert!(acts.k == self.cols && acts.m >= m && dst.len() >= m * n);
-        #[cfg(target_arch = "x86_64")]
-        {
-            assert!(
-                available(),
-                "packed Q8_0 weights on a CPU without AVX512-VNNI"
-            );
-            // One weight row at a time: a task reads its rows as one sequential stream (two or
-            // four rows side by side, as separate streams, decoded the 30B-A3B shape at 28–33
-            // tok/s where one row at a time reached 46–47).
-            let row_range = |r: usize, c0: usize, c1: usize, out: &mut [f32]| {
-                let x = acts.row(r);
-                for (c, o) in (c0..c1).zip(out) {
-                    // SAFETY: AVX512-VNNI present (asserted); the row has kb blocks.
-                    *o = unsafe { x86::dot(self.row(c), &x) };
-                }
-            };
-            super::qgemv::tiled(m, n, dst, row_range);
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            let _ = (acts, m, dst);
-            unreachable!("packed Q8_0 weights exist only where `available()`");
-        }
+        assert_eq!(acts.k, self.cols, "activations of another width");
+        assert!(
+            available(),
+            "packed Q8_0 weights on a CPU without AVX512-VNNI"
+        );
+        products(acts, m, self.rows, dst, |c, x| {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: AVX512-VNNI present (asserted); the rows have the same width.
+            return unsafe { x86::dot(self.row(c), x) };
+            #[cfg(not(target_arch = "x86_64"))]
+            unreachable!("no packed weights without AVX512-VNNI: {c} {}", x.d.len())
+        });
     }
+}
+
+/// Runs `dot(c, x)` — packed weight row `c` with activation row `x` — for every element of
+/// `dst` `[m, n]`, over [`super::qgemv::tiled`]'s tasks.
+///
+/// One weight row at a time: a task then reads its rows as one sequential stream. (Two or four
+/// rows side by side, as separate streams, decoded the 30B-A3B shape at 27–33 tok/s where one
+/// row at a time reached 46–56.)
+pub(super) fn products<F>(acts: &Acts, m: usize, n: usize, dst: &mut [f32], dot: F)
+where
+    F: Fn(usize, &ActRow) -> f32 + Sync,
+{
+    assert!(acts.m >= m && dst.len() >= m * n);
+    super::qgemv::tiled(m, n, dst, |r, c0, c1, out| {
+        let x = acts.row(r);
+        for (c, o) in (c0..c1).zip(out) {
+            *o = dot(c, &x);
+        }
+    });
 }
 
 /// Activation rows quantized for the packed kernels (this file's and
@@ -241,7 +251,7 @@ impl Acts {
 /// `m` rows of `x` `[m, k]` quantized as candle's Q8_0 (per 32 values, an f16 scale of
 /// `max|x| / 127`, round half away from zero), laid out for the packed kernel.
 pub fn quantize(x: &[f32], m: usize, k: usize) -> Acts {
-    assert!(k % QK == 0 && x.len() == m * k);
+    assert!(k.is_multiple_of(QK) && x.len() == m * k);
     let kb = k / QK;
     let mut acts = Acts {
         q: vec![0; m * k],

@@ -1,5 +1,9 @@
 //! Quantized products on the CPU: ggml blocks (Q8_0, Q4_K) times f32 rows, on rayon.
 //!
+//! Where the CPU has AVX512-VNNI, weights are instead held in the packed layouts of
+//! [`super::q8_packed`] and [`super::q4k_packed`] (several times faster); the ggml-layout
+//! path below serves every other CPU, and [`tiled`] splits the work for both.
+//!
 //! candle 0.11's quantized matmul runs on its own spin-barrier thread pool, and on x86 repacks
 //! the blocks into tiles it keeps beside them. Decode is hundreds of small products per token;
 //! on a machine whose cores are shared, every product waited at that barrier for a worker the
