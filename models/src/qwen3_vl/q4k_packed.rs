@@ -9,7 +9,7 @@
 //! 6-bit minimum, under an f16 `d` and `dmin`: `value = d·sc·q − dmin·m` with `q` in 0..=15.
 //! Here two super-blocks make a group of sixteen sub-blocks, one f32 lane each, as Q8_0's
 //! blocks are grouped: a sub-block's 32 nibbles are 16 bytes (byte e holds values e and
-//! e + 16), stored in the interleaved order of [`super::q8_packed::offset_in`], so one 64-byte
+//! e + 16), stored in the interleaved order of [`super::q8_packed::in_group`], so one 64-byte
 //! load masked to its low and high nibbles gives four values of every sub-block for each of
 //! two `vpdpbusd`. The scales and minimums are unpacked once, at load, into one byte each.
 //!

@@ -54,20 +54,14 @@ pub fn available() -> bool {
     }
 }
 
-/// Where byte `e` of block `b` of a row of `kb` blocks lives in the packed row: group
-/// `b / 16` (of `g` blocks), then 4-byte column `e / 4` of the group (`4·g` bytes), then the
-/// block's lane.
+/// Where quant `e` of block `b` of an activation row of `kb` blocks lives: group `b / 16`
+/// (of `g` blocks), then 4-byte column `e / 4` of the group (`4·g` bytes), then the block's
+/// lane. A weight row's groups hold their quants in the same order, after their scales.
 #[inline(always)]
 pub(super) fn offset(kb: usize, b: usize, e: usize) -> usize {
-    offset_in(QK, kb, b, e)
-}
-
-/// [`offset`] for blocks of `bytes` bytes (a multiple of 4).
-#[inline(always)]
-pub(super) fn offset_in(bytes: usize, kb: usize, b: usize, e: usize) -> usize {
     let (j, lane) = (b / GROUP, b % GROUP);
     let g = GROUP.min(kb - j * GROUP);
-    j * GROUP * bytes + in_group(g, lane, e)
+    j * GROUP * QK + in_group(g, lane, e)
 }
 
 /// Where byte `e` of the block in lane `lane` lives in a group of `g` blocks' quants.
