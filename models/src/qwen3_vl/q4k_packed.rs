@@ -335,18 +335,9 @@ mod x86 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::q8_packed::tests::values;
     use super::*;
     use candle_core::quantized::k_quants::GgmlType;
-
-    fn values(n: usize, seed: u32, scale: f32) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                ((s >> 8) as f32 / (1u32 << 24) as f32 - 0.5) * scale
-            })
-            .collect()
-    }
 
     /// Dequantization gives candle's `to_float` values rounded to bf16, bit for bit; the
     /// products equal f64 sums over the dequantized weights and the per-32 quantized

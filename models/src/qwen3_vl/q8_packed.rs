@@ -402,10 +402,11 @@ pub(super) mod x86 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn values(n: usize, seed: u32, scale: f32) -> Vec<f32> {
+    /// `n` values uniform in ±scale/2 from a fixed LCG (also the Q4_K tests' inputs).
+    pub(crate) fn values(n: usize, seed: u32, scale: f32) -> Vec<f32> {
         let mut s = seed;
         (0..n)
             .map(|_| {
