@@ -313,7 +313,8 @@ pub(crate) fn to_bf16(x: f32) -> bf16 {
     bf16::from_bits(((b + 0x7fff + ((b >> 16) & 1)) >> 16) as u16)
 }
 
-/// For tests of the native bf16 kernels: true (skip) when `missing` is, after saying why — but
+/// For tests of the native bf16 kernels (and of the packed int8 ones, whose AVX512-VNNI every
+/// CPU with AVX512-BF16 also has): true (skip) when `missing` is, after saying why — but
 /// where the test command requires them (`GLIMPSE_REQUIRE_ONEDNN`, set on CPUs with bf16 units)
 /// a missing kernel fails the test instead of letting it pass by skipping.
 #[cfg(test)]

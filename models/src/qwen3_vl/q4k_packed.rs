@@ -345,8 +345,8 @@ mod tests {
     /// group (full and half groups), one row and several, and row counts that span tasks.
     #[test]
     fn products_and_values_match_candles_blocks() {
-        if !available() {
-            eprintln!("skipped: no AVX512-VNNI on this CPU");
+        let why = "no AVX512-VNNI on this CPU";
+        if super::super::cpu_ops::skip_without_bf16_kernels(!available(), why) {
             return;
         }
         for (k, n) in [(256, 3), (768, 67), (2048, 130)] {

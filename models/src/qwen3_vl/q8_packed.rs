@@ -443,8 +443,8 @@ pub(crate) mod tests {
     /// candle's own Q8_0 matmul. Dequantization gives back each `q·d`.
     #[test]
     fn products_match_the_quantized_values() {
-        if !available() {
-            eprintln!("skipped: no AVX512-VNNI on this CPU");
+        let why = "no AVX512-VNNI on this CPU";
+        if super::super::cpu_ops::skip_without_bf16_kernels(!available(), why) {
             return;
         }
         for (k, n) in [(32, 5), (512, 67), (768, 130), (2048, 131)] {
