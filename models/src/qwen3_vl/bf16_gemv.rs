@@ -53,17 +53,20 @@ pub fn rows_block(x: &[bf16], m: usize, k: usize, w: &[bf16], j0: usize, out_t: 
 /// rows keep 16 accumulators in registers.
 pub const COLS_BLOCK: usize = 64;
 
-/// Weight stored `[k, n]` row-major (the MoE experts' hub layout): `out_t[c·m + r] =
-/// Σ_i x[r·k + i] · w[i·n + j0 + c]` for every `c < out_t.len() / m`, with `m ≤ 4`.
-pub fn cols_block(
-    x: &[bf16],
-    m: usize,
-    k: usize,
-    n: usize,
-    w: &[bf16],
-    j0: usize,
-    out_t: &mut [f32],
-) {
+/// `m ≤ 4` rows of `x` (`[m, k]`) and a weight `w` stored `[k, n]` row-major (the MoE
+/// experts' hub layout).
+#[derive(Clone, Copy)]
+pub struct ColsProduct<'a> {
+    pub x: &'a [bf16],
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    pub w: &'a [bf16],
+}
+
+/// `out_t[c·m + r] = Σ_i x[r·k + i] · w[i·n + j0 + c]` for every `c < out_t.len() / m`.
+pub fn cols_block(p: ColsProduct, j0: usize, out_t: &mut [f32]) {
+    let ColsProduct { x, m, k, n, w } = p;
     assert!(available() && (1..=4).contains(&m) && x.len() >= m * k);
     let cols = out_t.len() / m;
     assert!(j0 + cols <= n && w.len() >= k * n);
@@ -73,7 +76,7 @@ pub fn cols_block(
         for c0 in (0..cols).step_by(COLS_BLOCK) {
             let width = COLS_BLOCK.min(cols - c0);
             let mut acc = [[0f32; COLS_BLOCK]; 4];
-            x86::cols_kernel(x, m, k, n, w, j0 + c0, width, &mut acc);
+            x86::cols_kernel(p, j0 + c0, width, &mut acc);
             for c in 0..width {
                 for r in 0..m {
                     out_t[(c0 + c) * m + r] = acc[r][c];
@@ -85,7 +88,7 @@ pub fn cols_block(
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{bf16, COLS_BLOCK};
+    use super::{bf16, ColsProduct, COLS_BLOCK};
     use std::arch::x86_64::*;
 
     /// The first `len` (≤ 32) bf16 values at `p`, zeros after.
@@ -132,17 +135,13 @@ mod x86 {
     /// interleaved (`unpacklo/hi_epi16`), which orders the columns within each 128-bit lane as
     /// {0–3, 8–11, 16–19, 24–27} (lo) and {4–7, ...} (hi); the stores undo that order.
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn cols_kernel(
-        x: &[bf16],
-        m: usize,
-        k: usize,
-        n: usize,
-        w: &[bf16],
+        p: ColsProduct,
         j0: usize,
         width: usize,
         acc_out: &mut [[f32; COLS_BLOCK]; 4],
     ) {
+        let ColsProduct { x, m, k, n, w } = p;
         let wp = w.as_ptr();
         let halves = [width.min(32), width.saturating_sub(32)];
         let mut acc = [[_mm512_setzero_ps(); 4]; 4];
@@ -230,7 +229,17 @@ mod tests {
                     if rows_layout {
                         rows_block(&x, m, k, &w, j0, &mut out_t);
                     } else {
-                        cols_block(&x, m, k, n, &w, j0, &mut out_t);
+                        cols_block(
+                            ColsProduct {
+                                x: &x,
+                                m,
+                                k,
+                                n,
+                                w: &w,
+                            },
+                            j0,
+                            &mut out_t,
+                        );
                     }
                     for c in 0..cols {
                         for r in 0..m {

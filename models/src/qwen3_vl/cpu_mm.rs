@@ -234,7 +234,10 @@ pub(crate) fn linear_serial(x: &[bf16], m: usize, w: &Tensor) -> Result<Vec<bf16
             let mut out_t = vec![0f32; n * m];
             match layout {
                 WeightLayout::Rows => bf16_gemv::rows_block(x, m, k, ws, 0, &mut out_t),
-                WeightLayout::Cols => bf16_gemv::cols_block(x, m, k, n, ws, 0, &mut out_t),
+                WeightLayout::Cols => {
+                    let p = bf16_gemv::ColsProduct { x, m, k, n, w: ws };
+                    bf16_gemv::cols_block(p, 0, &mut out_t)
+                }
             }
             let mut out = vec![bf16::ZERO; m * n];
             for (j, col) in out_t.chunks_exact(m).enumerate() {
@@ -324,7 +327,10 @@ fn gemv_bf16(x: &Tensor, w: &Tensor) -> Result<Tensor> {
                     WeightLayout::Cols => out_t
                         .par_chunks_mut(COLS_CHUNK * m)
                         .enumerate()
-                        .for_each(|(c, t)| bf16_gemv::cols_block(x, m, k, n, w, c * COLS_CHUNK, t)),
+                        .for_each(|(c, t)| {
+                            let p = bf16_gemv::ColsProduct { x, m, k, n, w };
+                            bf16_gemv::cols_block(p, c * COLS_CHUNK, t)
+                        }),
                 }
                 Ok(())
             })

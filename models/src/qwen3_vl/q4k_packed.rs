@@ -211,14 +211,9 @@ impl PackedQ4K {
     /// [`super::q8_packed::quantize`] into `dst` `[m, rows]` (see
     /// [`super::q8_packed::products`]).
     pub fn matmul(&self, acts: &Acts, m: usize, dst: &mut [f32]) {
-        assert_eq!(acts.k, self.cols, "activations of another width");
-        assert!(
-            available(),
-            "packed Q4_K weights on a CPU without AVX512-VNNI"
-        );
-        super::q8_packed::products(acts, m, self.rows, dst, |c, x| {
+        super::q8_packed::products(acts, (m, self.rows, self.cols), dst, |c, x| {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: AVX512-VNNI present (asserted); the rows have the same width.
+            // SAFETY: `products` asserts AVX512-VNNI and the rows' common width.
             return unsafe { x86::dot(self.row(c), x) };
             #[cfg(not(target_arch = "x86_64"))]
             unreachable!("no packed weights without AVX512-VNNI: {c} {}", x.d.len())

@@ -182,14 +182,9 @@ impl PackedQ8 {
     /// `dst[r, c] = Σ x[r]·w[c]` for `m` activation rows quantized by [`quantize`] into `dst`
     /// `[m, rows]`.
     pub fn matmul(&self, acts: &Acts, m: usize, dst: &mut [f32]) {
-        assert_eq!(acts.k, self.cols, "activations of another width");
-        assert!(
-            available(),
-            "packed Q8_0 weights on a CPU without AVX512-VNNI"
-        );
-        products(acts, m, self.rows, dst, |c, x| {
+        products(acts, (m, self.rows, self.cols), dst, |c, x| {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: AVX512-VNNI present (asserted); the rows have the same width.
+            // SAFETY: `products` asserts AVX512-VNNI and the rows' common width.
             return unsafe { x86::dot(self.row(c), x) };
             #[cfg(not(target_arch = "x86_64"))]
             unreachable!("no packed weights without AVX512-VNNI: {c} {}", x.d.len())
@@ -197,17 +192,19 @@ impl PackedQ8 {
     }
 }
 
-/// Runs `dot(c, x)` — packed weight row `c` with activation row `x` — for every element of
-/// `dst` `[m, n]`, over [`super::qgemv::tiled`]'s tasks.
+/// Runs `dot(c, x)` — packed weight row `c` (of `k` values) with activation row `x` — for
+/// every element of `dst` `[m, n]`, over [`super::qgemv::tiled`]'s tasks.
 ///
 /// One weight row at a time: a task then reads its rows as one sequential stream. (Two or four
 /// rows side by side, as separate streams, decoded the 30B-A3B shape at 27–33 tok/s where one
 /// row at a time reached 46–56.)
-pub(super) fn products<F>(acts: &Acts, m: usize, n: usize, dst: &mut [f32], dot: F)
+pub(super) fn products<F>(acts: &Acts, (m, n, k): (usize, usize, usize), dst: &mut [f32], dot: F)
 where
     F: Fn(usize, &ActRow) -> f32 + Sync,
 {
+    assert!(acts.k == k, "activations of another width");
     assert!(acts.m >= m && dst.len() >= m * n);
+    assert!(available(), "packed weights on a CPU without AVX512-VNNI");
     super::qgemv::tiled(m, n, dst, |r, c0, c1, out| {
         let x = acts.row(r);
         for (c, o) in (c0..c1).zip(out) {
