@@ -211,19 +211,24 @@ impl PackedQ4K {
     /// [`super::q8_packed::quantize`] into `dst` `[m, rows]` (see
     /// [`super::q8_packed::products`]).
     pub fn matmul(&self, acts: &Acts, m: usize, dst: &mut [f32]) {
-        super::q8_packed::products(acts, (m, self.rows, self.cols), dst, |c, x| {
+        super::q8_packed::products(acts, (m, self.rows, self.cols), dst, |c0, x, out| {
+            let rows = &self.data[c0 * self.stride()..][..out.len() * self.stride()];
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `products` asserts AVX512-VNNI and the rows' common width.
-            return unsafe { x86::dot(self.row(c), x) };
+            return unsafe { x86::dots(rows, x, out) };
             #[cfg(not(target_arch = "x86_64"))]
-            unreachable!("no packed weights without AVX512-VNNI: {c} {}", x.d.len())
+            unreachable!(
+                "no packed weights without AVX512-VNNI: {} {}",
+                rows.len(),
+                x.d.len()
+            )
         });
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::super::q8_packed::x86::{load_quarter, quarter_lanes, store_quarter};
+    use super::super::q8_packed::x86::{load_quarter, quarter_lanes, row_sums, store_quarter};
     use super::super::q8_packed::{ActRow, GROUP};
     use super::{bf16, group_bytes, QK, SUBS, SUB_BYTES};
     use std::arch::x86_64::*;
@@ -256,39 +261,44 @@ mod x86 {
         _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mask, p.cast())))
     }
 
-    /// The dot product of a packed weight row with activation row `x` (the same width).
+    /// `out[i]` = the dot product of packed weight row `i` of `rows` with activation row `x`
+    /// (all of the same width).
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c")]
-    pub(super) unsafe fn dot(row: &[u8], x: &ActRow) -> f32 {
+    pub(super) unsafe fn dots(rows: &[u8], x: &ActRow, out: &mut [f32]) {
         let subs = x.d.len();
+        let stride = subs / SUBS * group_bytes(SUBS);
         assert!(x.q.len() == subs * QK && x.sums.len() == subs);
-        assert!(row.len() == subs / SUBS * group_bytes(SUBS));
+        assert!(rows.len() == out.len() * stride);
         let nibble = _mm512_set1_epi8(0xf);
-        let mut acc = _mm512_setzero_ps();
-        let mut s = 0;
-        while s < subs {
-            let g = GROUP.min(subs - s);
-            let (mask, d1, m1, w) = group(row.as_ptr().add(s / GROUP * group_bytes(GROUP)), g);
-            let xq = x.q.as_ptr().add(s * QK);
-            let mut isum = [_mm512_setzero_si512(); 2];
-            for t in 0..SUB_BYTES / 4 {
-                let wv = _mm512_maskz_loadu_epi32(mask, w.add(4 * g * t).cast());
-                let lo = _mm512_and_si512(wv, nibble);
-                let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(wv), nibble);
-                // Low nibbles are values 4t.., high ones 16 + 4t.. of each sub-block.
-                let xlo = _mm512_maskz_loadu_epi32(mask, xq.add(4 * g * t).cast());
-                let xhi = _mm512_maskz_loadu_epi32(mask, xq.add(4 * g * (t + 4)).cast());
-                isum[0] = _mm512_dpbusd_epi32(isum[0], lo, xlo);
-                isum[1] = _mm512_dpbusd_epi32(isum[1], hi, xhi);
+        row_sums(out, |i| {
+            let row = rows.as_ptr().add(i * stride);
+            let mut acc = _mm512_setzero_ps();
+            let mut s = 0;
+            while s < subs {
+                let g = GROUP.min(subs - s);
+                let (mask, d1, m1, w) = group(row.add(s / GROUP * group_bytes(GROUP)), g);
+                let xq = x.q.as_ptr().add(s * QK);
+                let mut isum = [_mm512_setzero_si512(); 2];
+                for t in 0..SUB_BYTES / 4 {
+                    let wv = _mm512_maskz_loadu_epi32(mask, w.add(4 * g * t).cast());
+                    let lo = _mm512_and_si512(wv, nibble);
+                    let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(wv), nibble);
+                    // Low nibbles are values 4t.., high ones 16 + 4t.. of each sub-block.
+                    let xlo = _mm512_maskz_loadu_epi32(mask, xq.add(4 * g * t).cast());
+                    let xhi = _mm512_maskz_loadu_epi32(mask, xq.add(4 * g * (t + 4)).cast());
+                    isum[0] = _mm512_dpbusd_epi32(isum[0], lo, xlo);
+                    isum[1] = _mm512_dpbusd_epi32(isum[1], hi, xhi);
+                }
+                let q = _mm512_cvtepi32_ps(_mm512_add_epi32(isum[0], isum[1]));
+                let xs = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(mask, x.sums.as_ptr().add(s)));
+                let dx = _mm512_maskz_loadu_ps(mask, x.d.as_ptr().add(s));
+                // Per sub-block: dx·(d·sc·Σq·x − dmin·m·Σx).
+                let t = _mm512_fmsub_ps(d1, q, _mm512_mul_ps(m1, xs));
+                acc = _mm512_fmadd_ps(dx, t, acc);
+                s += g;
             }
-            let q = _mm512_cvtepi32_ps(_mm512_add_epi32(isum[0], isum[1]));
-            let xs = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(mask, x.sums.as_ptr().add(s)));
-            let dx = _mm512_maskz_loadu_ps(mask, x.d.as_ptr().add(s));
-            // Per sub-block: dx·(d·sc·Σq·x − dmin·m·Σx).
-            let t = _mm512_fmsub_ps(d1, q, _mm512_mul_ps(m1, xs));
-            acc = _mm512_fmadd_ps(dx, t, acc);
-            s += g;
-        }
-        _mm512_reduce_add_ps(acc)
+            acc
+        });
     }
 
     /// One packed row to bf16 values in natural order (see

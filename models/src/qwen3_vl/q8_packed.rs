@@ -122,10 +122,6 @@ impl PackedQ8 {
         self.cols + 2 * (self.cols / QK)
     }
 
-    fn row(&self, r: usize) -> &[u8] {
-        &self.data[r * self.stride()..][..self.stride()]
-    }
-
     /// Rows `first..` from ggml blocks (`cols / 32` per row).
     pub fn pack_rows(&mut self, first: usize, blocks: &[BlockQ8_0]) {
         let kb = self.cols / QK;
@@ -182,34 +178,37 @@ impl PackedQ8 {
     /// `dst[r, c] = Σ x[r]·w[c]` for `m` activation rows quantized by [`quantize`] into `dst`
     /// `[m, rows]`.
     pub fn matmul(&self, acts: &Acts, m: usize, dst: &mut [f32]) {
-        products(acts, (m, self.rows, self.cols), dst, |c, x| {
+        products(acts, (m, self.rows, self.cols), dst, |c0, x, out| {
+            let rows = &self.data[c0 * self.stride()..][..out.len() * self.stride()];
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `products` asserts AVX512-VNNI and the rows' common width.
-            return unsafe { x86::dot(self.row(c), x) };
+            return unsafe { x86::dots(rows, x, out) };
             #[cfg(not(target_arch = "x86_64"))]
-            unreachable!("no packed weights without AVX512-VNNI: {c} {}", x.d.len())
+            unreachable!(
+                "no packed weights without AVX512-VNNI: {} {}",
+                rows.len(),
+                x.d.len()
+            )
         });
     }
 }
 
-/// Runs `dot(c, x)` — packed weight row `c` (of `k` values) with activation row `x` — for
-/// every element of `dst` `[m, n]`, over [`super::qgemv::tiled`]'s tasks.
+/// Runs `dots(c0, x, out)` — packed weight rows `c0..c0 + out.len()` (of `k` values each)
+/// with activation row `x` into `out` — over every element of `dst` `[m, n]`, on
+/// [`super::qgemv::tiled`]'s tasks.
 ///
 /// One weight row at a time: a task then reads its rows as one sequential stream. (Two or four
 /// rows side by side, as separate streams, decoded the 30B-A3B shape at 27–33 tok/s where one
 /// row at a time reached 46–56.)
-pub(super) fn products<F>(acts: &Acts, (m, n, k): (usize, usize, usize), dst: &mut [f32], dot: F)
+pub(super) fn products<F>(acts: &Acts, (m, n, k): (usize, usize, usize), dst: &mut [f32], dots: F)
 where
-    F: Fn(usize, &ActRow) -> f32 + Sync,
+    F: Fn(usize, &ActRow, &mut [f32]) + Sync,
 {
     assert!(acts.k == k, "activations of another width");
     assert!(acts.m >= m && dst.len() >= m * n);
     assert!(available(), "packed weights on a CPU without AVX512-VNNI");
     super::qgemv::tiled(m, n, dst, |r, c0, c1, out| {
-        let x = acts.row(r);
-        for (c, o) in (c0..c1).zip(out) {
-            *o = dot(c, &x);
-        }
+        dots(c0, &acts.row(r), &mut out[..c1 - c0])
     });
 }
 
@@ -251,20 +250,36 @@ pub fn quantize(x: &[f32], m: usize, k: usize) -> Acts {
         m,
         k,
     };
-    let mut blocks = vec![BlockQ8_0::zeros(); kb];
     for (r, row) in x.chunks_exact(k).enumerate() {
-        BlockQ8_0::from_float(row, &mut blocks);
-        let q = &mut acts.q[r * k..][..k];
-        for (b, block) in blocks.iter().enumerate() {
-            let (d, qs) = parts(block);
-            acts.d[r * kb + b] = d.to_f32();
-            acts.sums[r * kb + b] = qs.iter().map(|&v| v as i32).sum();
-            for (e, &v) in qs.iter().enumerate() {
-                q[offset(kb, b, e)] = v;
-            }
+        let (q, sums, d) = (
+            &mut acts.q[r * k..][..k],
+            &mut acts.sums[r * kb..][..kb],
+            &mut acts.d[r * kb..][..kb],
+        );
+        #[cfg(target_arch = "x86_64")]
+        if available() {
+            // SAFETY: the features are present; the slices are one row's (k and k / 32).
+            unsafe { x86::quantize_row(row, q, sums, d) };
+            continue;
         }
+        quantize_row(row, q, sums, d);
     }
     acts
+}
+
+/// One activation row through candle's quantizer, then moved into [`offset`]'s order.
+fn quantize_row(row: &[f32], q: &mut [i8], sums: &mut [i32], d: &mut [f32]) {
+    let kb = row.len() / QK;
+    let mut blocks = vec![BlockQ8_0::zeros(); kb];
+    BlockQ8_0::from_float(row, &mut blocks);
+    for (b, block) in blocks.iter().enumerate() {
+        let (scale, qs) = parts(block);
+        d[b] = scale.to_f32();
+        sums[b] = qs.iter().map(|&v| v as i32).sum();
+        for (e, &v) in qs.iter().enumerate() {
+            q[offset(kb, b, e)] = v;
+        }
+    }
 }
 
 /// One row of [`Acts`].
@@ -276,46 +291,185 @@ pub(super) struct ActRow<'a> {
 
 #[cfg(target_arch = "x86_64")]
 pub(super) mod x86 {
+    const CHAINS: usize = 8;
     use super::{bf16, ActRow, GROUP, QK};
     use std::arch::x86_64::*;
 
-    /// The dot product of a packed weight row with activation row `x`, both of `x.d.len()`
-    /// blocks.
+    /// `out[i]` = the dot product of packed weight row `i` of `rows` with activation row
+    /// `x` (all of `x.d.len()` blocks).
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    pub(super) unsafe fn dot(row: &[u8], x: &ActRow) -> f32 {
+    pub(super) unsafe fn dots(rows: &[u8], x: &ActRow, out: &mut [f32]) {
         let kb = x.d.len();
+        let stride = kb * (QK + 2);
         assert!(x.q.len() == kb * QK && x.sums.len() == kb);
-        assert!(row.len() == kb * (QK + 2));
-        let mut acc = _mm512_setzero_ps();
-        let mut b = 0;
-        while b < kb {
-            let g = GROUP.min(kb - b);
-            let mask: __mmask16 = if g == GROUP { !0 } else { (1 << g) - 1 };
-            let base = b * QK;
-            let (scales, w) = (
-                row.as_ptr().add(b * (QK + 2)),
-                row.as_ptr().add(b * (QK + 2) + 2 * g),
-            );
-            // Two chains of `vpdpbusd` (even and odd columns): one chain of eight waits on
-            // the instruction's latency (36–43 → 46–56 tok/s on the 30B-A3B shape).
-            // Starting from -128·Σx takes the weights' offset out.
-            let sums = _mm512_maskz_loadu_epi32(mask, x.sums.as_ptr().add(b));
-            let mut isum = [
-                _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32::<7>(sums)),
-                _mm512_setzero_si512(),
-            ];
-            for t in 0..QK / 4 {
-                let xv = _mm512_maskz_loadu_epi32(mask, x.q.as_ptr().add(base + 4 * g * t).cast());
-                let wv = _mm512_maskz_loadu_epi32(mask, w.add(4 * g * t).cast());
-                isum[t % 2] = _mm512_dpbusd_epi32(isum[t % 2], wv, xv);
+        assert!(rows.len() == out.len() * stride);
+        row_sums(out, |i| {
+            let row = &rows[i * stride..][..stride];
+            let mut acc = _mm512_setzero_ps();
+            let mut b = 0;
+            // Full groups with the group size a constant (plain loads, fixed offsets), then
+            // the row's last group, if shorter, through masks.
+            while b + GROUP <= kb {
+                acc = group(row, x, b, GROUP, !0, acc);
+                b += GROUP;
             }
-            let q = _mm512_cvtepi32_ps(_mm512_add_epi32(isum[0], isum[1]));
-            let dx = _mm512_maskz_loadu_ps(mask, x.d.as_ptr().add(b));
-            let dw = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, scales.cast()));
-            acc = _mm512_fmadd_ps(q, _mm512_mul_ps(dw, dx), acc);
-            b += g;
+            if b < kb {
+                let g = kb - b;
+                acc = group(row, x, b, g, (1 << g) - 1, acc);
+            }
+            acc
+        });
+    }
+
+    /// `out[i]` = the sum of the lanes of `row(i)`, sixteen rows at a time: each row's
+    /// accumulator is kept, and sixteen are summed across their lanes together (fifteen adds
+    /// and thirty shuffles, where one row at a time takes about eight dependent steps each;
+    /// a 2048-wide Q4_K row has only four groups, so that reduction was a fifth of its time).
+    #[inline(always)]
+    pub(in super::super) unsafe fn row_sums(out: &mut [f32], mut row: impl FnMut(usize) -> __m512) {
+        for (batch, out) in out.chunks_mut(16).enumerate() {
+            let mut acc = [_mm512_setzero_ps(); 16];
+            for (i, a) in acc.iter_mut().enumerate().take(out.len()) {
+                *a = row(16 * batch + i);
+            }
+            let mask = if out.len() == 16 {
+                !0
+            } else {
+                (1u16 << out.len()) - 1
+            };
+            _mm512_mask_storeu_ps(out.as_mut_ptr(), mask, lane_sums(&acc));
         }
-        _mm512_reduce_add_ps(acc)
+    }
+
+    /// Lane `i` = the sum of the sixteen lanes of `v[i]`.
+    #[inline(always)]
+    unsafe fn lane_sums(v: &[__m512; 16]) -> __m512 {
+        // Halve the lanes per vector while doubling the vectors per register: 256-bit halves,
+        // then 128-bit quarters, then pairs within quarters, then single lanes.
+        let w: [__m512; 8] = std::array::from_fn(|i| {
+            let (a, b) = (v[2 * i], v[2 * i + 1]);
+            _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0x44>(a, b),
+                _mm512_shuffle_f32x4::<0xEE>(a, b),
+            )
+        });
+        // w[i]: quarters 0–1 hold v[2i], 2–3 hold v[2i + 1].
+        let y: [__m512; 4] = std::array::from_fn(|i| {
+            let (a, b) = (w[2 * i], w[2 * i + 1]);
+            _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0x88>(a, b),
+                _mm512_shuffle_f32x4::<0xDD>(a, b),
+            )
+        });
+        // y[i]: quarter q holds four partial sums of v[4i + q].
+        let z: [__m512; 2] = std::array::from_fn(|i| {
+            let (a, b) = (y[2 * i], y[2 * i + 1]);
+            _mm512_add_ps(
+                _mm512_shuffle_ps::<0x44>(a, b),
+                _mm512_shuffle_ps::<0xEE>(a, b),
+            )
+        });
+        // z[i]: quarter q holds two partial sums of v[8i + q], then two of v[8i + 4 + q].
+        let r = _mm512_add_ps(
+            _mm512_shuffle_ps::<0x88>(z[0], z[1]),
+            _mm512_shuffle_ps::<0xDD>(z[0], z[1]),
+        );
+        // r: lane 4q + j holds v[4j + q]; put lane i's own sum in lane i.
+        let index = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+        _mm512_permutexvar_ps(index, r)
+    }
+
+    /// `acc` plus the sixteen (or `g`) block products of the group starting at block `b`.
+    #[inline(always)]
+    unsafe fn group(
+        row: &[u8],
+        x: &ActRow,
+        b: usize,
+        g: usize,
+        mask: __mmask16,
+        acc: __m512,
+    ) -> __m512 {
+        let base = b * QK;
+        let (scales, w) = (
+            row.as_ptr().add(b * (QK + 2)),
+            row.as_ptr().add(b * (QK + 2) + 2 * g),
+        );
+        // Two chains of `vpdpbusd` (even and odd columns): one chain of eight waits on
+        // the instruction's latency (36–43 → 46–56 tok/s on the 30B-A3B shape).
+        // Starting from -128·Σx takes the weights' offset out.
+        let sums = _mm512_maskz_loadu_epi32(mask, x.sums.as_ptr().add(b));
+        const C: usize = CHAINS;
+        let mut isum = [_mm512_setzero_si512(); C];
+        isum[0] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32::<7>(sums));
+        for t in 0..QK / 4 {
+            let xv = _mm512_maskz_loadu_epi32(mask, x.q.as_ptr().add(base + 4 * g * t).cast());
+            let wv = _mm512_maskz_loadu_epi32(mask, w.add(4 * g * t).cast());
+            isum[t % C] = _mm512_dpbusd_epi32(isum[t % C], wv, xv);
+        }
+        let mut width = C;
+        while width > 1 {
+            width /= 2;
+            for i in 0..width {
+                isum[i] = _mm512_add_epi32(isum[i], isum[i + width]);
+            }
+        }
+        let q = _mm512_cvtepi32_ps(isum[0]);
+        let dx = _mm512_maskz_loadu_ps(mask, x.d.as_ptr().add(b));
+        let dw = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, scales.cast()));
+        _mm512_fmadd_ps(q, _mm512_mul_ps(dw, dx), acc)
+    }
+
+    /// [`super::quantize_row`] with the rounding in vectors: the same scale (`max|x| / 127`
+    /// in f32, kept as f16), the same `1 / d`, and `x · (1 / d)` rounded half away from zero
+    /// (truncate, then step away from zero where the exact remainder is at least one half),
+    /// so the same quants. NaN inputs are skipped by the maximum and quantize to 0, as
+    /// candle's `f32::max` and `as i8` do.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub(super) unsafe fn quantize_row(row: &[f32], q: &mut [i8], sums: &mut [i32], d: &mut [f32]) {
+        let kb = row.len() / QK;
+        assert!(row.len() == kb * QK && q.len() == kb * QK && sums.len() == kb && d.len() == kb);
+        let half = _mm512_set1_ps(0.5);
+        for b in 0..kb {
+            let x = [
+                _mm512_loadu_ps(row.as_ptr().add(b * QK)),
+                _mm512_loadu_ps(row.as_ptr().add(b * QK + 16)),
+            ];
+            // max(|x|, acc) returns acc where x is NaN, as f32::max does.
+            let amax = _mm512_max_ps(
+                _mm512_abs_ps(x[1]),
+                _mm512_max_ps(_mm512_abs_ps(x[0]), _mm512_setzero_ps()),
+            );
+            let amax = _mm512_reduce_max_ps(amax);
+            let scale = amax / 127.0;
+            let id = if scale != 0.0 { 1.0 / scale } else { 0.0 };
+            d[b] = half::f16::from_f32(scale).to_f32();
+            let mut bytes = [0i8; QK];
+            let mut sum = _mm512_setzero_si512();
+            for (h, x) in x.into_iter().enumerate() {
+                let v = _mm512_mul_ps(x, _mm512_set1_ps(id));
+                let t = _mm512_roundscale_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(v);
+                let away =
+                    _mm512_cmp_ps_mask::<_CMP_GE_OQ>(_mm512_abs_ps(_mm512_sub_ps(v, t)), half);
+                let step =
+                    _mm512_or_ps(_mm512_set1_ps(1.0), _mm512_and_ps(v, _mm512_set1_ps(-0.0)));
+                let r = _mm512_cvtps_epi32(_mm512_mask_add_ps(t, away, t, step));
+                // NaN became i32::MIN; truncated to a byte that is 0, as `NaN as i8` is.
+                sum = _mm512_add_epi32(sum, _mm512_cvtepi8_epi32(_mm512_cvtepi32_epi8(r)));
+                _mm_storeu_si128(
+                    bytes.as_mut_ptr().add(16 * h).cast(),
+                    _mm512_cvtepi32_epi8(r),
+                );
+            }
+            sums[b] = _mm512_reduce_add_epi32(sum);
+            let (j, lane) = (b / GROUP, b % GROUP);
+            let g = GROUP.min(kb - j * GROUP);
+            let dst = q.as_mut_ptr().add(j * GROUP * QK + 4 * lane);
+            for c in 0..QK / 4 {
+                dst.add(4 * g * c)
+                    .cast::<u32>()
+                    .write_unaligned(bytes.as_ptr().add(4 * c).cast::<u32>().read_unaligned());
+            }
+        }
     }
 
     /// One packed row (quants, scales) to bf16 values in natural order: `q·d` in f32, rounded
@@ -417,6 +571,41 @@ pub(crate) mod tests {
         let mut b = vec![BlockQ8_0::zeros(); w.len() / QK];
         BlockQ8_0::from_float(w, &mut b);
         b
+    }
+
+    /// The vectorised activation quantizer gives candle's blocks, ties and zero blocks
+    /// included (amax 127 makes the scale 1, so `k + 0.5` values are exact ties).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn activations_quantize_as_candle_does() {
+        let why = "no AVX-512 on this CPU";
+        if super::super::cpu_ops::skip_without_bf16_kernels(!available(), why) {
+            return;
+        }
+        for kb in [1, 5, 16, 17, 64] {
+            let k = kb * QK;
+            let mut x = values(k, 5 + kb as u32, 3.0);
+            x[..QK].copy_from_slice(&std::array::from_fn::<f32, QK, _>(|e| {
+                [127.0, -126.5, 0.5, -0.5, 1.5, -2.5, 3.49999, 0.0][e % 8]
+            }));
+            if kb > 2 {
+                x[QK..2 * QK].fill(0.0);
+                x[2 * QK + 3] = f32::NAN;
+                x[2 * QK + 4] = -1e30;
+            }
+            let (mut q, mut sums, mut d) = (vec![0; k], vec![0; kb], vec![0.0; kb]);
+            quantize_row(&x, &mut q, &mut sums, &mut d);
+            let (mut vq, mut vsums, mut vd) = (vec![0; k], vec![0; kb], vec![0.0; kb]);
+            // SAFETY: available() checked above.
+            unsafe { x86::quantize_row(&x, &mut vq, &mut vsums, &mut vd) };
+            assert_eq!(q, vq, "quants, {kb} blocks");
+            assert_eq!(sums, vsums, "sums, {kb} blocks");
+            assert_eq!(
+                d.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                vd.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "scales, {kb} blocks"
+            );
+        }
     }
 
     /// Every byte of every block lands in its own place: the layout is a permutation.
