@@ -27,7 +27,8 @@ use candle_core::quantized::k_quants::BlockQ4K;
 use half::{bf16, f16};
 use rayon::prelude::*;
 
-use super::q8_packed::{in_group, Acts, GROUP, QK};
+use super::q8_acts::Acts;
+use super::q8_packed::{in_group, GROUP, QK};
 
 /// Values per super-block (ggml's `QK_K`).
 const QK_K: usize = 256;
@@ -208,7 +209,7 @@ impl PackedQ4K {
     }
 
     /// `dst[r, c] = Σ x[r]·w[c]` for `m` activation rows quantized by
-    /// [`super::q8_packed::quantize`] into `dst` `[m, rows]` (see
+    /// [`super::q8_acts::quantize`] into `dst` `[m, rows]` (see
     /// [`super::q8_packed::products`]).
     pub fn matmul(&self, acts: &Acts, m: usize, dst: &mut [f32]) {
         super::q8_packed::products(acts, (m, self.rows, self.cols), dst, |c0, x, out| {
@@ -228,8 +229,9 @@ impl PackedQ4K {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    use super::super::q8_acts::ActRow;
     use super::super::q8_packed::x86::{load_quarter, quarter_lanes, row_sums, store_quarter};
-    use super::super::q8_packed::{ActRow, GROUP};
+    use super::super::q8_packed::GROUP;
     use super::{bf16, group_bytes, QK, SUBS, SUB_BYTES};
     use std::arch::x86_64::*;
 
@@ -383,7 +385,7 @@ mod tests {
             }
             for m in [1, 2, 19] {
                 let x = values(m * k, 9 + m as u32, 2.0);
-                let acts = super::super::q8_packed::quantize(&x, m, k);
+                let acts = super::super::q8_acts::quantize(&x, m, k);
                 let mut ours = vec![0f32; m * n];
                 p.matmul(&acts, m, &mut ours);
                 for r in 0..m {

@@ -24,9 +24,11 @@
 //! f32 accumulation over blocks differs from candle's kernel (one term per block here, one
 //! per four quants there). The scales stay f16, so a weight takes ggml's 34 bytes per block.
 
-use candle_core::quantized::k_quants::{BlockQ8_0, GgmlType};
+use candle_core::quantized::k_quants::BlockQ8_0;
 use half::{bf16, f16};
 use rayon::prelude::*;
+
+use super::q8_acts::{ActRow, Acts};
 
 /// Values per block.
 pub(super) const QK: usize = 32;
@@ -80,7 +82,7 @@ fn group_of(kb: usize, b: usize) -> (usize, usize, usize) {
 
 /// A block's scale and quants. candle's `BlockQ8_0` is `#[repr(C)]` `{ d: f16, qs: [i8; 32] }`
 /// with private fields.
-fn parts(b: &BlockQ8_0) -> (f16, [i8; QK]) {
+pub(super) fn parts(b: &BlockQ8_0) -> (f16, [i8; QK]) {
     const _: () = assert!(std::mem::size_of::<BlockQ8_0>() == 2 + QK);
     let p = (b as *const BlockQ8_0).cast::<u8>();
     // SAFETY: the block is 34 bytes (asserted): 2 of f16 scale, then 32 quants.
@@ -175,7 +177,7 @@ impl PackedQ8 {
         out
     }
 
-    /// `dst[r, c] = Σ x[r]·w[c]` for `m` activation rows quantized by [`quantize`] into `dst`
+    /// `dst[r, c] = Σ x[r]·w[c]` for `m` activation rows quantized by [`super::q8_acts::quantize`] into `dst`
     /// `[m, rows]`.
     pub fn matmul(&self, acts: &Acts, m: usize, dst: &mut [f32]) {
         products(acts, (m, self.rows, self.cols), dst, |c0, x, out| {
@@ -210,83 +212,6 @@ where
     super::qgemv::tiled(m, n, dst, |r, c0, c1, out| {
         dots(c0, &acts.row(r), &mut out[..c1 - c0])
     });
-}
-
-/// Activation rows quantized for the packed kernels (this file's and
-/// [`super::q4k_packed`]'s).
-pub struct Acts {
-    /// The quants in [`offset`]'s order, `[m, k]`.
-    q: Vec<i8>,
-    /// `Σq` of each block, `[m, k / 32]`: for the Q8_0 weights' offset of 128 and the Q4_K
-    /// weights' minimums.
-    sums: Vec<i32>,
-    /// Each block's scale, `[m, k / 32]`.
-    d: Vec<f32>,
-    pub(super) m: usize,
-    pub(super) k: usize,
-}
-
-impl Acts {
-    /// Row `r`.
-    pub(super) fn row(&self, r: usize) -> ActRow<'_> {
-        let (k, kb) = (self.k, self.k / QK);
-        ActRow {
-            q: &self.q[r * k..][..k],
-            sums: &self.sums[r * kb..][..kb],
-            d: &self.d[r * kb..][..kb],
-        }
-    }
-}
-
-/// `m` rows of `x` `[m, k]` quantized as candle's Q8_0 (per 32 values, an f16 scale of
-/// `max|x| / 127`, round half away from zero), laid out for the packed kernel.
-pub fn quantize(x: &[f32], m: usize, k: usize) -> Acts {
-    assert!(k.is_multiple_of(QK) && x.len() == m * k);
-    let kb = k / QK;
-    let mut acts = Acts {
-        q: vec![0; m * k],
-        sums: vec![0; m * kb],
-        d: vec![0.0; m * kb],
-        m,
-        k,
-    };
-    for (r, row) in x.chunks_exact(k).enumerate() {
-        let (q, sums, d) = (
-            &mut acts.q[r * k..][..k],
-            &mut acts.sums[r * kb..][..kb],
-            &mut acts.d[r * kb..][..kb],
-        );
-        #[cfg(target_arch = "x86_64")]
-        if available() {
-            // SAFETY: the features are present; the slices are one row's (k and k / 32).
-            unsafe { x86::quantize_row(row, q, sums, d) };
-            continue;
-        }
-        quantize_row(row, q, sums, d);
-    }
-    acts
-}
-
-/// One activation row through candle's quantizer, then moved into [`offset`]'s order.
-fn quantize_row(row: &[f32], q: &mut [i8], sums: &mut [i32], d: &mut [f32]) {
-    let kb = row.len() / QK;
-    let mut blocks = vec![BlockQ8_0::zeros(); kb];
-    BlockQ8_0::from_float(row, &mut blocks);
-    for (b, block) in blocks.iter().enumerate() {
-        let (scale, qs) = parts(block);
-        d[b] = scale.to_f32();
-        sums[b] = qs.iter().map(|&v| v as i32).sum();
-        for (e, &v) in qs.iter().enumerate() {
-            q[offset(kb, b, e)] = v;
-        }
-    }
-}
-
-/// One row of [`Acts`].
-pub(super) struct ActRow<'a> {
-    pub(super) q: &'a [i8],
-    pub(super) sums: &'a [i32],
-    pub(super) d: &'a [f32],
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -419,59 +344,6 @@ pub(super) mod x86 {
         _mm512_fmadd_ps(q, _mm512_mul_ps(dw, dx), acc)
     }
 
-    /// [`super::quantize_row`] with the rounding in vectors: the same scale (`max|x| / 127`
-    /// in f32, kept as f16), the same `1 / d`, and `x · (1 / d)` rounded half away from zero
-    /// (truncate, then step away from zero where the exact remainder is at least one half),
-    /// so the same quants. NaN inputs are skipped by the maximum and quantize to 0, as
-    /// candle's `f32::max` and `as i8` do.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    pub(super) unsafe fn quantize_row(row: &[f32], q: &mut [i8], sums: &mut [i32], d: &mut [f32]) {
-        let kb = row.len() / QK;
-        assert!(row.len() == kb * QK && q.len() == kb * QK && sums.len() == kb && d.len() == kb);
-        let half = _mm512_set1_ps(0.5);
-        for b in 0..kb {
-            let x = [
-                _mm512_loadu_ps(row.as_ptr().add(b * QK)),
-                _mm512_loadu_ps(row.as_ptr().add(b * QK + 16)),
-            ];
-            // max(|x|, acc) returns acc where x is NaN, as f32::max does.
-            let amax = _mm512_max_ps(
-                _mm512_abs_ps(x[1]),
-                _mm512_max_ps(_mm512_abs_ps(x[0]), _mm512_setzero_ps()),
-            );
-            let amax = _mm512_reduce_max_ps(amax);
-            let scale = amax / 127.0;
-            let id = if scale != 0.0 { 1.0 / scale } else { 0.0 };
-            d[b] = half::f16::from_f32(scale).to_f32();
-            let mut bytes = [0i8; QK];
-            let mut sum = _mm512_setzero_si512();
-            for (h, x) in x.into_iter().enumerate() {
-                let v = _mm512_mul_ps(x, _mm512_set1_ps(id));
-                let t = _mm512_roundscale_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(v);
-                let away =
-                    _mm512_cmp_ps_mask::<_CMP_GE_OQ>(_mm512_abs_ps(_mm512_sub_ps(v, t)), half);
-                let step =
-                    _mm512_or_ps(_mm512_set1_ps(1.0), _mm512_and_ps(v, _mm512_set1_ps(-0.0)));
-                let r = _mm512_cvtps_epi32(_mm512_mask_add_ps(t, away, t, step));
-                // NaN became i32::MIN; truncated to a byte that is 0, as `NaN as i8` is.
-                sum = _mm512_add_epi32(sum, _mm512_cvtepi8_epi32(_mm512_cvtepi32_epi8(r)));
-                _mm_storeu_si128(
-                    bytes.as_mut_ptr().add(16 * h).cast(),
-                    _mm512_cvtepi32_epi8(r),
-                );
-            }
-            sums[b] = _mm512_reduce_add_epi32(sum);
-            let (j, lane) = (b / GROUP, b % GROUP);
-            let g = GROUP.min(kb - j * GROUP);
-            let dst = q.as_mut_ptr().add(j * GROUP * QK + 4 * lane);
-            for c in 0..QK / 4 {
-                dst.add(4 * g * c)
-                    .cast::<u32>()
-                    .write_unaligned(bytes.as_ptr().add(4 * c).cast::<u32>().read_unaligned());
-            }
-        }
-    }
-
     /// One packed row (quants, scales) to bf16 values in natural order: `q·d` in f32, rounded
     /// to nearest even (as `half` does; the products are normal numbers, never NaN).
     ///
@@ -555,6 +427,7 @@ pub(super) mod x86 {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use candle_core::quantized::k_quants::GgmlType;
 
     /// `n` values uniform in ±scale/2 from a fixed LCG (also the Q4_K tests' inputs).
     pub(crate) fn values(n: usize, seed: u32, scale: f32) -> Vec<f32> {
@@ -571,41 +444,6 @@ pub(crate) mod tests {
         let mut b = vec![BlockQ8_0::zeros(); w.len() / QK];
         BlockQ8_0::from_float(w, &mut b);
         b
-    }
-
-    /// The vectorised activation quantizer gives candle's blocks, ties and zero blocks
-    /// included (amax 127 makes the scale 1, so `k + 0.5` values are exact ties).
-    #[cfg(target_arch = "x86_64")]
-    #[test]
-    fn activations_quantize_as_candle_does() {
-        let why = "no AVX-512 on this CPU";
-        if super::super::cpu_ops::skip_without_bf16_kernels(!available(), why) {
-            return;
-        }
-        for kb in [1, 5, 16, 17, 64] {
-            let k = kb * QK;
-            let mut x = values(k, 5 + kb as u32, 3.0);
-            x[..QK].copy_from_slice(&std::array::from_fn::<f32, QK, _>(|e| {
-                [127.0, -126.5, 0.5, -0.5, 1.5, -2.5, 3.49999, 0.0][e % 8]
-            }));
-            if kb > 2 {
-                x[QK..2 * QK].fill(0.0);
-                x[2 * QK + 3] = f32::NAN;
-                x[2 * QK + 4] = -1e30;
-            }
-            let (mut q, mut sums, mut d) = (vec![0; k], vec![0; kb], vec![0.0; kb]);
-            quantize_row(&x, &mut q, &mut sums, &mut d);
-            let (mut vq, mut vsums, mut vd) = (vec![0; k], vec![0; kb], vec![0.0; kb]);
-            // SAFETY: available() checked above.
-            unsafe { x86::quantize_row(&x, &mut vq, &mut vsums, &mut vd) };
-            assert_eq!(q, vq, "quants, {kb} blocks");
-            assert_eq!(sums, vsums, "sums, {kb} blocks");
-            assert_eq!(
-                d.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                vd.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                "scales, {kb} blocks"
-            );
-        }
     }
 
     /// Every byte of every block lands in its own place: the layout is a permutation.
@@ -649,7 +487,7 @@ pub(crate) mod tests {
                 let mut x = values(m * k, 11 + m as u32, 2.0);
                 x[5] = 0.0;
                 x[..QK].fill(0.0); // a zero block: scale 0
-                let acts = quantize(&x, m, k);
+                let acts = super::super::q8_acts::quantize(&x, m, k);
                 let mut ours = vec![0f32; m * n];
                 p.matmul(&acts, m, &mut ours);
                 let mut candle = vec![0f32; m * n];

@@ -23,8 +23,8 @@ use candle_core::quantized::GgmlDType;
 use rayon::prelude::*;
 
 pub use super::q4k_packed::PackedQ4K;
-use super::q8_packed;
 pub use super::q8_packed::PackedQ8;
+use super::q8_acts;
 
 /// Output columns per rayon task (a multiple of 4: the kernels compute column quads).
 const COLS_PER_TASK: usize = 64;
@@ -56,7 +56,7 @@ pub enum QWeight {
 pub enum QActs {
     Q8_0(Vec<BlockQ8_0>),
     Q8K(Vec<BlockQ8K>),
-    Q8Packed(q8_packed::Acts),
+    Q8Packed(q8_acts::Acts),
 }
 
 impl QWeight {
@@ -91,9 +91,7 @@ impl QWeight {
         assert_eq!(x.len(), m * k, "activation rows of the wrong width");
         match self {
             Self::Q8_0 { .. } => QActs::Q8_0(quantize_rows::<BlockQ8_0>(x, m, k)),
-            Self::Q8_0Packed(_) | Self::Q4KPacked(_) => {
-                QActs::Q8Packed(q8_packed::quantize(x, m, k))
-            }
+            Self::Q8_0Packed(_) | Self::Q4KPacked(_) => QActs::Q8Packed(q8_acts::quantize(x, m, k)),
             Self::Q4K { .. } => QActs::Q8K(quantize_rows::<BlockQ8K>(x, m, k)),
         }
     }
