@@ -290,9 +290,18 @@ impl Qwen3VLModel {
         self.logits(&hidden, &LogitsFor::All, probe)
     }
 
-    /// Convenience for callers that do not probe.
+    /// One decode step for callers that do not probe: the logits `[vocab]` after `token`.
+    ///
+    /// On the CPU the step runs on a worker of rayon's pool. A step is hundreds of small
+    /// parallel products; started from a thread outside the pool, each of them is handed to
+    /// the pool and waited for (a wake-up and a sleep per product, ~150 context switches per
+    /// token on the 30B-A3B shape), where a worker runs its share at once and the other steals.
     pub fn decode_one(&mut self, token: u32) -> Result<Tensor> {
-        Ok(self.decode(&[token], &mut NoProbe)?.i(0)?)
+        let step = |model: &mut Self| Ok(model.decode(&[token], &mut NoProbe)?.i(0)?);
+        if self.device().is_cpu() && rayon::current_thread_index().is_none() {
+            return rayon::scope(|_| step(self));
+        }
+        step(self)
     }
 
     fn embed(&self, ids: &[u32]) -> Result<Tensor> {
