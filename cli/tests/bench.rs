@@ -57,6 +57,18 @@ fn quick_bench_reports_every_measure() {
         assert!(prefill[1]["tokens_per_s"].as_f64().unwrap() > 0.0);
         assert_eq!(r["decode"]["tokens"], 16);
         assert!(r["decode"]["tokens_per_s"].as_f64().unwrap() > 0.0);
+        // Decode's weight reads, and the read bandwidth measured beside them.
+        let d = |key: &str| {
+            r["decode"][key]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{key}: {r}"))
+        };
+        assert!(d("weight_mb_per_token") > 0.0);
+        let rate = d("weight_mb_per_token") * d("tokens_per_s") / 1e3;
+        assert!((d("weight_gb_per_s") - rate).abs() <= 1e-9 * rate);
+        assert!(d("read_bandwidth_best_gb_per_s") >= d("read_bandwidth_gb_per_s"));
+        let fraction = d("weight_gb_per_s") / d("read_bandwidth_gb_per_s");
+        assert!((d("bandwidth_fraction") - fraction).abs() <= 1e-9 * fraction);
         // 480x270 → 256x480 pixels → 16x30 patches → 120 image tokens, plus 34 around them.
         assert_eq!(r["ttft"]["prompt_tokens"], 154);
         assert!(r["ttft"]["ms"].as_f64().unwrap() > 0.0);
@@ -65,6 +77,8 @@ fn quick_bench_reports_every_measure() {
             "vision encode 256x256",
             "prefill 128 tokens",
             "decode 16",
+            "decode weight reads",
+            "read bandwidth",
             "peak RSS",
         ] {
             assert!(table.contains(row), "table lacks `{row}`:\n{table}");

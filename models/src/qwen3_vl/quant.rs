@@ -78,6 +78,66 @@ impl Quant {
     }
 }
 
+/// (input width, parameters) of every matrix of the decoder layers that a load may quantize:
+/// attention (q, k and v as two entries, o) and the MLP or the experts; with `per_token`, only
+/// the `num_experts_per_tok` experts one token goes through.
+fn decoder_matrices(cfg: &super::Config, per_token: bool) -> Vec<(usize, u64)> {
+    let t = &cfg.text;
+    let (d, hd) = (t.hidden_size, t.head_dim);
+    let mut mats = Vec::new();
+    let mut push = |input: usize, parameters: usize| mats.push((input, parameters as u64));
+    for layer in 0..t.num_hidden_layers {
+        push(d, d * t.num_attention_heads * hd);
+        push(d, 2 * d * t.num_key_value_heads * hd);
+        push(t.num_attention_heads * hd, t.num_attention_heads * hd * d);
+        match &t.moe {
+            Some(m) if t.is_moe_layer(layer) => {
+                let e = if per_token {
+                    m.num_experts_per_tok
+                } else {
+                    m.num_experts
+                };
+                let i = m.moe_intermediate_size;
+                push(d, e * 2 * i * d);
+                push(i, e * i * d);
+            }
+            _ => {
+                push(d, 2 * d * t.intermediate_size);
+                push(t.intermediate_size, t.intermediate_size * d);
+            }
+        }
+    }
+    mats
+}
+
+/// Bytes of weights one decode step reads: every attention matrix, the MLP or the chosen
+/// experts (and the router), and the lm_head, each quantized where the loader quantizes it
+/// (ggml's block sizes; the packed Q4_K layout holds 148 bytes per 256 weights where ggml
+/// holds 144) and at `dtype_bytes` per weight otherwise. Norms, biases and the one embedding
+/// row are left out (under 0.1 % of the 30B-A3B's step). Decode is bound by reading these,
+/// so `bytes × tokens/s` against a measured read bandwidth says how close it runs to it.
+pub fn decode_weight_bytes(cfg: &super::Config, dtype_bytes: u64, quant: Quant) -> u64 {
+    let t = &cfg.text;
+    let bytes = |input: usize, parameters: u64| -> f64 {
+        match (quant.block_size(), quant.bytes_per_weight()) {
+            (Some(block), Some(b)) if input.is_multiple_of(block) => parameters as f64 * b,
+            _ => (parameters * dtype_bytes) as f64,
+        }
+    };
+    let mut total: f64 = decoder_matrices(cfg, true)
+        .into_iter()
+        .map(|(input, n)| bytes(input, n))
+        .sum();
+    if let Some(m) = &t.moe {
+        let routers = (0..t.num_hidden_layers)
+            .filter(|&l| t.is_moe_layer(l))
+            .count();
+        total += (routers * m.num_experts * t.hidden_size) as f64 * dtype_bytes as f64;
+    }
+    total += bytes(t.hidden_size, (t.vocab_size * t.hidden_size) as u64);
+    total.ceil() as u64
+}
+
 /// How many of a model's parameters a load with some [`Quant`] holds quantized, by the rule the
 /// loader applies: the decoder's attention, MLP and expert matrices and the lm_head, each if its
 /// input width is a multiple of the format's block.
@@ -98,31 +158,13 @@ impl QuantizedParameters {
             return Self::default();
         };
         let t = &cfg.text;
-        let (d, hd) = (t.hidden_size, t.head_dim);
+        let d = t.hidden_size;
         let fits = |input: usize| input.is_multiple_of(block);
-        // (input width, parameters) of every quantizable matrix.
-        let mut mats: Vec<(usize, usize)> = Vec::new();
-        for layer in 0..t.num_hidden_layers {
-            mats.push((d, d * t.num_attention_heads * hd));
-            mats.push((d, 2 * d * t.num_key_value_heads * hd));
-            mats.push((t.num_attention_heads * hd, t.num_attention_heads * hd * d));
-            match &t.moe {
-                Some(m) if t.is_moe_layer(layer) => {
-                    let (e, i) = (m.num_experts, m.moe_intermediate_size);
-                    mats.push((d, e * 2 * i * d));
-                    mats.push((i, e * i * d));
-                }
-                _ => {
-                    mats.push((d, 2 * d * t.intermediate_size));
-                    mats.push((t.intermediate_size, t.intermediate_size * d));
-                }
-            }
-        }
         let mut out = Self {
-            replaced: mats
+            replaced: decoder_matrices(cfg, false)
                 .iter()
                 .filter(|&&(input, _)| fits(input))
-                .map(|&(_, n)| n as u64)
+                .map(|&(_, n)| n)
                 .sum(),
             added: 0,
         };
@@ -531,6 +573,40 @@ mod tests {
             std::slice::from_raw_parts(blocks.as_ptr().cast::<u8>(), std::mem::size_of_val(blocks))
         }
         .to_vec()
+    }
+
+    /// A decode step of the 30B-A3B shape (4 layers) reads, per layer, q 2048×4096, k and v
+    /// 2048×512 each, o 4096×2048, 8 of the 128 experts (3 × 2048×768 each) and the router
+    /// 128×2048, then the 151936×2048 lm_head: 538 705 920 weights; the 2B (hidden 2048,
+    /// MLP 6144, 16 heads, 8 kv heads of 128) has no router and a tied lm_head.
+    #[test]
+    fn decode_weight_bytes_of_the_released_shapes() {
+        use super::super::synthetic::{Preset, Synthetic};
+        let cfg = |preset| {
+            let s = Synthetic::new(preset, Some(4), Some(1), DType::BF16).unwrap();
+            super::super::Config::from_json(&s.config_json().to_string()).unwrap()
+        };
+        let moe = cfg(Preset::Qwen3Vl30bA3b);
+        let (weights, router) = (538_705_920u64, 4 * 128 * 2048u64);
+        assert_eq!(decode_weight_bytes(&moe, 2, Quant::None), 2 * weights);
+        assert_eq!(decode_weight_bytes(&moe, 4, Quant::None), 4 * weights);
+        let quantized = weights - router;
+        assert_eq!(
+            decode_weight_bytes(&moe, 2, Quant::Q8_0),
+            quantized / 32 * 34 + 2 * router
+        );
+        assert_eq!(
+            decode_weight_bytes(&moe, 2, Quant::Q4K),
+            quantized / 256 * 144 + 2 * router
+        );
+        let dense = cfg(Preset::Qwen3Vl2b);
+        let per_layer = 2048 * 2048 + 2 * 2048 * 1024 + 2048 * 2048 + 3 * 2048 * 6144u64;
+        let weights = 4 * per_layer + 151_936 * 2048;
+        assert_eq!(decode_weight_bytes(&dense, 2, Quant::None), 2 * weights);
+        assert_eq!(
+            decode_weight_bytes(&dense, 2, Quant::Q8_0),
+            weights / 32 * 34
+        );
     }
 
     /// The count follows the loader's rule: on the MoE fixture (D 64, expert width 40) Q8_0

@@ -12,12 +12,21 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use glimpse_models::engine::{parse_dtype, DeviceKind};
 use glimpse_models::qwen3_vl::kv_cache::grown_capacity;
+use glimpse_models::qwen3_vl::quant::decode_weight_bytes;
 use glimpse_models::qwen3_vl::synthetic::{Preset, Synthetic};
 use glimpse_models::qwen3_vl::{
     get_rope_index, Checkpoint, Config, LogitsFor, NoProbe, Prompt, Quant, Qwen3VLModel,
     VisionTokenIds, VisualInput,
 };
 use serde_json::json;
+
+mod bandwidth;
+mod table;
+
+/// The read-bandwidth probe's buffer: 16 times a large server's L3 slice, so the reads come
+/// from memory; and its passes (the median is reported).
+const BANDWIDTH_BUFFER_BYTES: usize = 512 << 20;
+const BANDWIDTH_PASSES: usize = 7;
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
@@ -230,10 +239,27 @@ pub fn run(args: BenchArgs) -> Result<()> {
         memory.decode_peak_kb = rss_kb("VmHWM").filter(|_| decode_reset);
         let tps = work.decode_tokens as f64 / (runs.wall() / 1e3);
         eprintln!("decode {}: {tps:.2} tok/s", work.decode_tokens);
+        // What the step reads, against what the memory gives right now (CPU runs only).
+        let weight_bytes = decode_weight_bytes(&cfg, dtype.size_in_bytes() as u64, quant) as f64;
+        let weight_gb_per_s = weight_bytes * tps / 1e9;
+        let bandwidth = device
+            .is_cpu()
+            .then(|| bandwidth::measure(BANDWIDTH_BUFFER_BYTES, BANDWIDTH_PASSES));
+        if let Some(b) = bandwidth {
+            eprintln!(
+                "decode reads {weight_gb_per_s:.1} GB/s of weights; read bandwidth {:.1} GB/s",
+                b.median
+            );
+        }
         report.decode = Some(json!({
             "tokens": work.decode_tokens, "context": work.decode_context,
             "ms": runs.wall(), "cpu_ms": runs.cpu(), "tokens_per_s": tps,
             "runs_ms": runs.wall,
+            "weight_mb_per_token": weight_bytes / 1e6,
+            "weight_gb_per_s": weight_gb_per_s,
+            "read_bandwidth_gb_per_s": bandwidth.map(|b| b.median),
+            "read_bandwidth_best_gb_per_s": bandwidth.map(|b| b.best),
+            "bandwidth_fraction": bandwidth.map(|b| weight_gb_per_s / b.median),
         }));
     }
 
@@ -287,7 +313,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "decode": report.decode,
         "ttft": report.ttft,
     });
-    print_table(&out);
+    table::print_table(&out);
     println!("{out}");
     Ok(())
 }
@@ -537,84 +563,4 @@ fn rss_kb(key: &str) -> Option<u64> {
         .nth(1)?
         .parse()
         .ok()
-}
-
-fn print_table(r: &serde_json::Value) {
-    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
-    println!(
-        "model {}  dtype {}  quant {}  device {}  threads {}  repeats {} (medians)",
-        r["model"].as_str().unwrap_or("?"),
-        r["dtype"].as_str().unwrap_or("?"),
-        r["quant"].as_str().unwrap_or("?"),
-        r["device"].as_str().unwrap_or("?"),
-        r["threads"],
-        r["repeats"]
-    );
-    println!("bf16 GEMM: {}", r["cpu_bf16_gemm"].as_str().unwrap_or("?"));
-    println!("{:<34} {:>14} {:>12}", "measure", "value", "cpu ms");
-    println!("{:<34} {:>11.0} ms", "load", f(&r["load_ms"]));
-    for v in r["vision"].as_array().into_iter().flatten() {
-        let name = format!(
-            "vision encode {}x{} ({} patches)",
-            v["width"], v["height"], v["patches"]
-        );
-        println!(
-            "{name:<34} {:>11.0} ms {:>12.0}",
-            f(&v["ms"]),
-            f(&v["cpu_ms"])
-        );
-    }
-    for p in r["prefill"].as_array().into_iter().flatten() {
-        let name = format!("prefill {} tokens", p["tokens"]);
-        println!(
-            "{name:<34} {:>8.1} tok/s {:>12.0}",
-            f(&p["tokens_per_s"]),
-            f(&p["cpu_ms"])
-        );
-    }
-    if !r["decode"].is_null() {
-        let name = format!(
-            "decode {} tokens (ctx {})",
-            r["decode"]["tokens"], r["decode"]["context"]
-        );
-        println!(
-            "{name:<34} {:>8.2} tok/s {:>12.0}",
-            f(&r["decode"]["tokens_per_s"]),
-            f(&r["decode"]["cpu_ms"])
-        );
-    }
-    if !r["ttft"].is_null() {
-        let name = format!(
-            "first token, {}x{} image",
-            r["ttft"]["width"], r["ttft"]["height"]
-        );
-        println!(
-            "{name:<34} {:>11.0} ms {:>12.0}",
-            f(&r["ttft"]["ms"]),
-            f(&r["ttft"]["cpu_ms"])
-        );
-    }
-    println!("{:<34} {:>11.0} MB", "peak RSS", f(&r["peak_rss_mb"]));
-    let m = &r["memory"];
-    println!(
-        "{:<34} {:>11.0} MB (checkpoint {:.0} MB at this dtype)",
-        "resident weights (RSS growth)",
-        f(&m["resident_weights_mb"]),
-        f(&m["checkpoint_weights_mb"])
-    );
-    println!(
-        "{:<34} {:>11.0} MB {:>11.2}× weights",
-        "load peak (RSS growth)",
-        f(&m["load_peak_growth_mb"]),
-        f(&m["load_peak_ratio"])
-    );
-    if !m["decode_peak_growth_mb"].is_null() {
-        println!(
-            "{:<34} {:>11.0} MB {:>11.2}× (weights + KV {:.1} MB)",
-            "decode peak (RSS growth)",
-            f(&m["decode_peak_growth_mb"]),
-            f(&m["decode_peak_ratio"]),
-            f(&m["kv_cache_mb"])
-        );
-    }
 }
