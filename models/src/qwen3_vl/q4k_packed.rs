@@ -212,16 +212,17 @@ impl PackedQ4K {
     /// [`super::q8_acts::quantize`] into `dst` `[m, rows]` (see
     /// [`super::q8_packed::products`]).
     pub fn matmul(&self, acts: &Acts, m: usize, dst: &mut [f32]) {
-        super::q8_packed::products(acts, (m, self.rows, self.cols), dst, |c0, x, out| {
-            let rows = &self.data[c0 * self.stride()..][..out.len() * self.stride()];
+        super::q8_packed::products(acts, (m, self.rows, self.cols), dst, |c0, xs, out| {
+            let n = out.len() / xs.len();
+            let rows = &self.data[c0 * self.stride()..][..n * self.stride()];
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `products` asserts AVX512-VNNI and the rows' common width.
-            return unsafe { x86::dots(rows, x, out) };
+            return unsafe { x86::dots(rows, xs, out) };
             #[cfg(not(target_arch = "x86_64"))]
             unreachable!(
                 "no packed weights without AVX512-VNNI: {} {}",
                 rows.len(),
-                x.d.len()
+                xs.len()
             )
         });
     }
@@ -263,40 +264,63 @@ mod x86 {
         _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mask, p.cast())))
     }
 
-    /// `out[i]` = the dot product of packed weight row `i` of `rows` with activation row `x`
-    /// (all of the same width).
+    /// `out[i·R + j]` = the dot product of packed weight row `i` of `rows` with activation row
+    /// `xs[j]` (all of the same width), for `R = xs.len()` from 1 to four.
+    ///
+    /// # Safety
+    /// The CPU has AVX512-VNNI and F16C ([`super::available`]).
+    pub(super) unsafe fn dots(rows: &[u8], xs: &[ActRow], out: &mut [f32]) {
+        match xs.len() {
+            1 => dots_r::<1>(rows, xs, out),
+            2 => dots_r::<2>(rows, xs, out),
+            3 => dots_r::<3>(rows, xs, out),
+            4 => dots_r::<4>(rows, xs, out),
+            n => panic!("{n} activation rows at once"),
+        }
+    }
+
+    /// Each weight load (and its two nibble masks) and each group's scales serve every
+    /// activation row.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c")]
-    pub(super) unsafe fn dots(rows: &[u8], x: &ActRow, out: &mut [f32]) {
-        let subs = x.d.len();
+    unsafe fn dots_r<const R: usize>(rows: &[u8], xs: &[ActRow], out: &mut [f32]) {
+        let xs: &[ActRow; R] = xs.try_into().expect("R activation rows");
+        let subs = xs[0].d.len();
         let stride = subs / SUBS * group_bytes(SUBS);
-        assert!(x.q.len() == subs * QK && x.sums.len() == subs);
-        assert!(rows.len() == out.len() * stride);
+        for x in xs {
+            assert!(x.q.len() == subs * QK && x.sums.len() == subs && x.d.len() == subs);
+        }
+        assert!(rows.len() * R == out.len() * stride);
         let nibble = _mm512_set1_epi8(0xf);
-        row_sums(out, |i| {
+        row_sums::<R>(out, |i| {
             let row = rows.as_ptr().add(i * stride);
-            let mut acc = _mm512_setzero_ps();
+            let mut acc = [_mm512_setzero_ps(); R];
             let mut s = 0;
             while s < subs {
                 let g = GROUP.min(subs - s);
                 let (mask, d1, m1, w) = group(row.add(s / GROUP * group_bytes(GROUP)), g);
-                let xq = x.q.as_ptr().add(s * QK);
-                let mut isum = [_mm512_setzero_si512(); 2];
+                let mut isum = [[_mm512_setzero_si512(); 2]; R];
                 for t in 0..SUB_BYTES / 4 {
                     let wv = _mm512_maskz_loadu_epi32(mask, w.add(4 * g * t).cast());
                     let lo = _mm512_and_si512(wv, nibble);
                     let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(wv), nibble);
                     // Low nibbles are values 4t.., high ones 16 + 4t.. of each sub-block.
-                    let xlo = _mm512_maskz_loadu_epi32(mask, xq.add(4 * g * t).cast());
-                    let xhi = _mm512_maskz_loadu_epi32(mask, xq.add(4 * g * (t + 4)).cast());
-                    isum[0] = _mm512_dpbusd_epi32(isum[0], lo, xlo);
-                    isum[1] = _mm512_dpbusd_epi32(isum[1], hi, xhi);
+                    for (sum, x) in isum.iter_mut().zip(xs) {
+                        let xq = x.q.as_ptr().add(s * QK);
+                        let xlo = _mm512_maskz_loadu_epi32(mask, xq.add(4 * g * t).cast());
+                        let xhi = _mm512_maskz_loadu_epi32(mask, xq.add(4 * g * (t + 4)).cast());
+                        sum[0] = _mm512_dpbusd_epi32(sum[0], lo, xlo);
+                        sum[1] = _mm512_dpbusd_epi32(sum[1], hi, xhi);
+                    }
                 }
-                let q = _mm512_cvtepi32_ps(_mm512_add_epi32(isum[0], isum[1]));
-                let xs = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(mask, x.sums.as_ptr().add(s)));
-                let dx = _mm512_maskz_loadu_ps(mask, x.d.as_ptr().add(s));
-                // Per sub-block: dx·(d·sc·Σq·x − dmin·m·Σx).
-                let t = _mm512_fmsub_ps(d1, q, _mm512_mul_ps(m1, xs));
-                acc = _mm512_fmadd_ps(dx, t, acc);
+                for ((a, sum), x) in acc.iter_mut().zip(&isum).zip(xs) {
+                    let q = _mm512_cvtepi32_ps(_mm512_add_epi32(sum[0], sum[1]));
+                    let xs =
+                        _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(mask, x.sums.as_ptr().add(s)));
+                    let dx = _mm512_maskz_loadu_ps(mask, x.d.as_ptr().add(s));
+                    // Per sub-block: dx·(d·sc·Σq·x − dmin·m·Σx).
+                    let t = _mm512_fmsub_ps(d1, q, _mm512_mul_ps(m1, xs));
+                    *a = _mm512_fmadd_ps(dx, t, *a);
+                }
                 s += g;
             }
             acc

@@ -84,6 +84,7 @@ fn quantize_row(row: &[f32], q: &mut [i8], sums: &mut [i32], d: &mut [f32]) {
 }
 
 /// One row of [`Acts`].
+#[derive(Clone, Copy)]
 pub(super) struct ActRow<'a> {
     pub(super) q: &'a [i8],
     pub(super) sums: &'a [i32],

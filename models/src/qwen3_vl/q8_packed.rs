@@ -180,82 +180,136 @@ impl PackedQ8 {
     /// `dst[r, c] = Σ x[r]·w[c]` for `m` activation rows quantized by [`super::q8_acts::quantize`] into `dst`
     /// `[m, rows]`.
     pub fn matmul(&self, acts: &Acts, m: usize, dst: &mut [f32]) {
-        products(acts, (m, self.rows, self.cols), dst, |c0, x, out| {
-            let rows = &self.data[c0 * self.stride()..][..out.len() * self.stride()];
+        products(acts, (m, self.rows, self.cols), dst, |c0, xs, out| {
+            let n = out.len() / xs.len();
+            let rows = &self.data[c0 * self.stride()..][..n * self.stride()];
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `products` asserts AVX512-VNNI and the rows' common width.
-            return unsafe { x86::dots(rows, x, out) };
+            return unsafe { x86::dots(rows, xs, out) };
             #[cfg(not(target_arch = "x86_64"))]
             unreachable!(
                 "no packed weights without AVX512-VNNI: {} {}",
                 rows.len(),
-                x.d.len()
+                xs.len()
             )
         });
     }
 }
 
-/// Runs `dots(c0, x, out)` — packed weight rows `c0..c0 + out.len()` (of `k` values each)
-/// with activation row `x` into `out` — over every element of `dst` `[m, n]`, on
-/// [`super::qgemv::tiled`]'s tasks.
+/// Runs `dots(c0, xs, out)` — packed weight rows `c0..` (of `k` values each) with one to
+/// [`XS`] activation rows `xs`, `out[i·xs.len() + j]` for weight row `c0 + i` and `xs[j]` —
+/// over every element of `dst` `[m, n]`, as rayon tasks.
 ///
 /// One weight row at a time: a task then reads its rows as one sequential stream. (Two or four
 /// rows side by side, as separate streams, decoded the 30B-A3B shape at 27–33 tok/s where one
-/// row at a time reached 46–56.)
+/// row at a time reached 46–56.) With several activation rows (a short prompt, or an expert's
+/// share of one), a task takes a tile of rows by a run of weight rows, and each weight load
+/// serves up to [`XS`] activation rows.
 pub(super) fn products<F>(acts: &Acts, (m, n, k): (usize, usize, usize), dst: &mut [f32], dots: F)
 where
-    F: Fn(usize, &ActRow, &mut [f32]) + Sync,
+    F: Fn(usize, &[ActRow], &mut [f32]) + Sync,
 {
+    use super::qgemv::{Out, COLS_PER_TASK, ROWS_PER_TILE};
     assert!(acts.k == k, "activations of another width");
     assert!(acts.m >= m && dst.len() >= m * n);
     assert!(available(), "packed weights on a CPU without AVX512-VNNI");
-    super::qgemv::tiled(m, n, dst, |r, c0, c1, out| {
-        dots(c0, &acts.row(r), &mut out[..c1 - c0])
-    });
+    if m <= 1 {
+        let x = [acts.row(0)];
+        super::qgemv::tiled(m, n, dst, |_, c0, c1, out| {
+            dots(c0, &x, &mut out[..c1 - c0])
+        });
+        return;
+    }
+    let col_tasks = n.div_ceil(COLS_PER_TASK);
+    let out = Out(dst.as_mut_ptr());
+    (0..m.div_ceil(ROWS_PER_TILE) * col_tasks)
+        .into_par_iter()
+        .for_each(|item| {
+            let (tile, task) = (item / col_tasks, item % col_tasks);
+            let (c0, c1) = (task * COLS_PER_TASK, ((task + 1) * COLS_PER_TASK).min(n));
+            let r0 = tile * ROWS_PER_TILE;
+            let rows: Vec<ActRow> = (r0..(r0 + ROWS_PER_TILE).min(m))
+                .map(|r| acts.row(r))
+                .collect();
+            let mut block = vec![0f32; (c1 - c0) * XS];
+            for (j, xs) in rows.chunks(XS).enumerate() {
+                let block = &mut block[..(c1 - c0) * xs.len()];
+                dots(c0, xs, block);
+                for (i, values) in block.chunks_exact(xs.len()).enumerate() {
+                    for (l, &v) in values.iter().enumerate() {
+                        let r = r0 + j * XS + l;
+                        // SAFETY: row r (< m), column c0 + i (< n) belong to this item alone.
+                        unsafe { *out.at(r * n + c0 + i) = v };
+                    }
+                }
+            }
+        });
 }
+
+/// Activation rows that share each weight load in a product of several rows.
+pub(super) const XS: usize = 4;
 
 #[cfg(target_arch = "x86_64")]
 pub(super) mod x86 {
-    const CHAINS: usize = 8;
     use super::{bf16, ActRow, GROUP, QK};
     use std::arch::x86_64::*;
 
-    /// `out[i]` = the dot product of packed weight row `i` of `rows` with activation row
-    /// `x` (all of `x.d.len()` blocks).
+    /// `out[i·R + j]` = the dot product of packed weight row `i` of `rows` with activation row
+    /// `xs[j]` (all of the same width), for `R = xs.len()` from 1 to [`super::XS`].
+    ///
+    /// # Safety
+    /// The CPU has AVX512-VNNI ([`super::available`]).
+    pub(super) unsafe fn dots(rows: &[u8], xs: &[ActRow], out: &mut [f32]) {
+        match xs.len() {
+            1 => dots_r::<1>(rows, xs, out),
+            2 => dots_r::<2>(rows, xs, out),
+            3 => dots_r::<3>(rows, xs, out),
+            4 => dots_r::<4>(rows, xs, out),
+            n => panic!("{n} activation rows at once"),
+        }
+    }
+
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    pub(super) unsafe fn dots(rows: &[u8], x: &ActRow, out: &mut [f32]) {
-        let kb = x.d.len();
+    unsafe fn dots_r<const R: usize>(rows: &[u8], xs: &[ActRow], out: &mut [f32]) {
+        let xs: &[ActRow; R] = xs.try_into().expect("R activation rows");
+        let kb = xs[0].d.len();
         let stride = kb * (QK + 2);
-        assert!(x.q.len() == kb * QK && x.sums.len() == kb);
-        assert!(rows.len() == out.len() * stride);
-        row_sums(out, |i| {
+        for x in xs {
+            assert!(x.q.len() == kb * QK && x.sums.len() == kb && x.d.len() == kb);
+        }
+        assert!(rows.len() * R == out.len() * stride);
+        row_sums::<R>(out, |i| {
             let row = &rows[i * stride..][..stride];
-            let mut acc = _mm512_setzero_ps();
+            let mut acc = [_mm512_setzero_ps(); R];
             let mut b = 0;
             // Full groups with the group size a constant (plain loads, fixed offsets), then
             // the row's last group, if shorter, through masks.
             while b + GROUP <= kb {
-                acc = group(row, x, b, GROUP, !0, acc);
+                group(row, xs, b, GROUP, !0, &mut acc);
                 b += GROUP;
             }
             if b < kb {
                 let g = kb - b;
-                acc = group(row, x, b, g, (1 << g) - 1, acc);
+                group(row, xs, b, g, (1 << g) - 1, &mut acc);
             }
             acc
         });
     }
 
-    /// `out[i]` = the sum of the lanes of `row(i)`, sixteen rows at a time: each row's
+    /// `out[i·R + j]` = the sum of the lanes of `row(i)[j]`, sixteen sums at a time: each
     /// accumulator is kept, and sixteen are summed across their lanes together (fifteen adds
-    /// and thirty shuffles, where one row at a time takes about eight dependent steps each;
-    /// a 2048-wide Q4_K row has only four groups, so that reduction was a fifth of its time).
+    /// and thirty shuffles, where one at a time takes about eight dependent steps each; a
+    /// 2048-wide Q4_K row has only four groups, so that reduction was a fifth of its time).
     #[inline(always)]
-    pub(in super::super) unsafe fn row_sums(out: &mut [f32], mut row: impl FnMut(usize) -> __m512) {
-        for (batch, out) in out.chunks_mut(16).enumerate() {
+    pub(in super::super) unsafe fn row_sums<const R: usize>(
+        out: &mut [f32],
+        mut row: impl FnMut(usize) -> [__m512; R],
+    ) {
+        let per_batch = 16 / R;
+        for (batch, out) in out.chunks_mut(per_batch * R).enumerate() {
             let mut acc = [_mm512_setzero_ps(); 16];
-            for (i, a) in acc.iter_mut().enumerate().take(out.len()) {
-                *a = row(16 * batch + i);
+            for i in 0..out.len() / R {
+                acc[i * R..][..R].copy_from_slice(&row(per_batch * batch + i));
             }
             let mask = if out.len() == 16 {
                 !0
@@ -304,44 +358,43 @@ pub(super) mod x86 {
         _mm512_permutexvar_ps(index, r)
     }
 
-    /// `acc` plus the sixteen (or `g`) block products of the group starting at block `b`.
+    /// `acc[j]` plus the sixteen (or `g`) block products of the group starting at block `b`
+    /// with activation row `xs[j]`; each weight load serves every row.
     #[inline(always)]
-    unsafe fn group(
+    unsafe fn group<const R: usize>(
         row: &[u8],
-        x: &ActRow,
+        xs: &[ActRow; R],
         b: usize,
         g: usize,
         mask: __mmask16,
-        acc: __m512,
-    ) -> __m512 {
+        acc: &mut [__m512; R],
+    ) {
         let base = b * QK;
         let (scales, w) = (
             row.as_ptr().add(b * (QK + 2)),
             row.as_ptr().add(b * (QK + 2) + 2 * g),
         );
-        // Two chains of `vpdpbusd` (even and odd columns): one chain of eight waits on
-        // the instruction's latency (36–43 → 46–56 tok/s on the 30B-A3B shape).
-        // Starting from -128·Σx takes the weights' offset out.
-        let sums = _mm512_maskz_loadu_epi32(mask, x.sums.as_ptr().add(b));
-        const C: usize = CHAINS;
-        let mut isum = [_mm512_setzero_si512(); C];
-        isum[0] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32::<7>(sums));
-        for t in 0..QK / 4 {
-            let xv = _mm512_maskz_loadu_epi32(mask, x.q.as_ptr().add(base + 4 * g * t).cast());
-            let wv = _mm512_maskz_loadu_epi32(mask, w.add(4 * g * t).cast());
-            isum[t % C] = _mm512_dpbusd_epi32(isum[t % C], wv, xv);
+        // Two chains of `vpdpbusd` per activation row (even and odd columns): one chain of
+        // eight waits on the instruction's latency (36–43 → 46–56 tok/s on the 30B-A3B
+        // shape). Starting from -128·Σx takes the weights' offset out.
+        let mut isum = [[_mm512_setzero_si512(); 2]; R];
+        for (s, x) in isum.iter_mut().zip(xs) {
+            let sums = _mm512_maskz_loadu_epi32(mask, x.sums.as_ptr().add(b));
+            s[0] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32::<7>(sums));
         }
-        let mut width = C;
-        while width > 1 {
-            width /= 2;
-            for i in 0..width {
-                isum[i] = _mm512_add_epi32(isum[i], isum[i + width]);
+        for t in 0..QK / 4 {
+            let wv = _mm512_maskz_loadu_epi32(mask, w.add(4 * g * t).cast());
+            for (s, x) in isum.iter_mut().zip(xs) {
+                let xv = _mm512_maskz_loadu_epi32(mask, x.q.as_ptr().add(base + 4 * g * t).cast());
+                s[t % 2] = _mm512_dpbusd_epi32(s[t % 2], wv, xv);
             }
         }
-        let q = _mm512_cvtepi32_ps(isum[0]);
-        let dx = _mm512_maskz_loadu_ps(mask, x.d.as_ptr().add(b));
         let dw = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, scales.cast()));
-        _mm512_fmadd_ps(q, _mm512_mul_ps(dw, dx), acc)
+        for ((a, s), x) in acc.iter_mut().zip(&isum).zip(xs) {
+            let q = _mm512_cvtepi32_ps(_mm512_add_epi32(s[0], s[1]));
+            let dx = _mm512_maskz_loadu_ps(mask, x.d.as_ptr().add(b));
+            *a = _mm512_fmadd_ps(q, _mm512_mul_ps(dw, dx), *a);
+        }
     }
 
     /// One packed row (quants, scales) to bf16 values in natural order: `q·d` in f32, rounded

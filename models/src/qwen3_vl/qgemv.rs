@@ -23,15 +23,15 @@ use candle_core::quantized::GgmlDType;
 use rayon::prelude::*;
 
 pub use super::q4k_packed::PackedQ4K;
-pub use super::q8_packed::PackedQ8;
 use super::q8_acts;
+pub use super::q8_packed::PackedQ8;
 
 /// Output columns per rayon task (a multiple of 4: the kernels compute column quads).
-const COLS_PER_TASK: usize = 64;
+pub(super) const COLS_PER_TASK: usize = 64;
 
 /// Activation rows per task in a product of many rows: the quantized rows of one tile stay in
 /// cache while each weight quad is read once per tile.
-const ROWS_PER_TILE: usize = 16;
+pub(super) const ROWS_PER_TILE: usize = 16;
 
 /// A quantized `[rows, cols]` weight held as its ggml blocks, row-major.
 #[derive(Debug)]
@@ -166,14 +166,14 @@ fn quantize_rows<B: GgmlType>(x: &[f32], m: usize, k: usize) -> Vec<B> {
 
 /// Raw output pointer shared by tasks that write disjoint elements.
 #[derive(Clone, Copy)]
-struct Out(*mut f32);
+pub(super) struct Out(pub(super) *mut f32);
 // SAFETY: every task writes only its own (row, column) elements; see `matmul_blocks`.
 unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 
 impl Out {
     /// Through a method, so closures capture the whole (Sync) wrapper, not its pointer field.
-    fn at(self, i: usize) -> *mut f32 {
+    pub(super) fn at(self, i: usize) -> *mut f32 {
         self.0.wrapping_add(i)
     }
 }
