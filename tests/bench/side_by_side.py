@@ -254,6 +254,14 @@ def main():
                      td and td["tokens_per_s"], ld and ld["tokens_per_s"], True))
         rows.append((f"decode {args.decode_tokens} cpu ms{tag}", gd and gd["cpu_ms"], td and td["cpu_ms"],
                      ld and ld["cpu_ms"], False))
+        # Decode's weight reads as a share of the read bandwidth Glimpse's probe measured right
+        # after its own decode (the same bytes per token for every engine: Glimpse's count;
+        # llama.cpp's Q4_K_M reads somewhat more, its Q6_K tensors, so its share is understated).
+        bw = gd and gd.get("read_bandwidth_gb_per_s")
+        mb = gd and gd.get("weight_mb_per_token")
+        if bw and mb:
+            share = lambda d: d and 100.0 * d["tokens_per_s"] * mb / 1e3 / bw
+            rows.append((f"decode % of {bw:.1f} GB/s read{tag}", share(gd), share(td), share(ld), True))
     rows.append(("load ms", g0 and g0["load_ms"], t and t["load_ms"], None, False))
 
     def ratio(gv, other, higher):
