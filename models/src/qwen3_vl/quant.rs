@@ -309,8 +309,11 @@ impl Linear {
 /// From this many activation rows on, a quantized product dequantizes its weight to bf16 and
 /// runs oneDNN's GEMM (where bf16 GEMMs run natively): the block dot products cost the same per
 /// row whatever the row count, the GEMM far less (30B-A3B shape, Q8_0 prefill 512: 277 tok/s
-/// through the dot products, where llama.cpp's Q8_0 reached 773).
-pub(crate) const DEQUANTIZED_GEMM_ROWS: usize = 32;
+/// through the dot products, where llama.cpp's Q8_0 reached 773). Since the packed kernels
+/// share each weight load between four rows, 64 beats 32 (prefill 128 / 512 of that shape,
+/// back to back: Q4_K 447 / 499 and 424 / 469 → 454 / 504 and 460 / 496 tok/s; Q8_0 399 / 457
+/// and 370 / 447 → 416 / 467 and 404 / 488).
+pub(crate) const DEQUANTIZED_GEMM_ROWS: usize = 64;
 
 /// Rows `first..first + n` of a weight being quantized.
 type Fetch<'a> = dyn Fn(usize, usize) -> Result<Tensor> + 'a;
