@@ -53,7 +53,7 @@ pub(super) fn print_table(r: &serde_json::Value) {
         if !d["read_bandwidth_gb_per_s"].is_null() {
             println!(
                 "{:<34} {:>8.1} GB/s     decode at {:.0} % of it",
-                "read bandwidth (same threads)",
+                "read bandwidth (best probe pass)",
                 f(&d["read_bandwidth_gb_per_s"]),
                 100.0 * f(&d["bandwidth_fraction"])
             );
