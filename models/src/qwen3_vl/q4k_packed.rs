@@ -231,7 +231,9 @@ impl PackedQ4K {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::super::q8_acts::ActRow;
-    use super::super::q8_packed::x86::{load_quarter, quarter_lanes, row_sums, store_quarter};
+    use super::super::q8_packed::x86::{
+        by_row_count, load_quarter, quarter_lanes, row_sums, store_quarter,
+    };
     use super::super::q8_packed::GROUP;
     use super::{bf16, group_bytes, QK, SUBS, SUB_BYTES};
     use std::arch::x86_64::*;
@@ -270,13 +272,7 @@ mod x86 {
     /// # Safety
     /// The CPU has AVX512-VNNI and F16C ([`super::available`]).
     pub(super) unsafe fn dots(rows: &[u8], xs: &[ActRow], out: &mut [f32]) {
-        match xs.len() {
-            1 => dots_r::<1>(rows, xs, out),
-            2 => dots_r::<2>(rows, xs, out),
-            3 => dots_r::<3>(rows, xs, out),
-            4 => dots_r::<4>(rows, xs, out),
-            n => panic!("{n} activation rows at once"),
-        }
+        by_row_count!(dots_r, rows, xs, out)
     }
 
     /// Each weight load (and its two nibble masks) and each group's scales serve every

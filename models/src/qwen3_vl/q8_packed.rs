@@ -254,19 +254,28 @@ pub(super) mod x86 {
     use super::{bf16, ActRow, GROUP, QK};
     use std::arch::x86_64::*;
 
+    /// `$kernel::<R>(rows, xs, out)` with `R = xs.len()`, from 1 to [`super::XS`] (the
+    /// kernels are const-generic in the number of activation rows they share loads between).
+    macro_rules! by_row_count {
+        ($kernel:ident, $rows:expr, $xs:expr, $out:expr) => {
+            match $xs.len() {
+                1 => $kernel::<1>($rows, $xs, $out),
+                2 => $kernel::<2>($rows, $xs, $out),
+                3 => $kernel::<3>($rows, $xs, $out),
+                4 => $kernel::<4>($rows, $xs, $out),
+                n => panic!("{n} activation rows at once"),
+            }
+        };
+    }
+    pub(in super::super) use by_row_count;
+
     /// `out[i·R + j]` = the dot product of packed weight row `i` of `rows` with activation row
     /// `xs[j]` (all of the same width), for `R = xs.len()` from 1 to [`super::XS`].
     ///
     /// # Safety
     /// The CPU has AVX512-VNNI ([`super::available`]).
     pub(super) unsafe fn dots(rows: &[u8], xs: &[ActRow], out: &mut [f32]) {
-        match xs.len() {
-            1 => dots_r::<1>(rows, xs, out),
-            2 => dots_r::<2>(rows, xs, out),
-            3 => dots_r::<3>(rows, xs, out),
-            4 => dots_r::<4>(rows, xs, out),
-            n => panic!("{n} activation rows at once"),
-        }
+        by_row_count!(dots_r, rows, xs, out)
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
