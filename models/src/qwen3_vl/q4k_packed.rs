@@ -28,6 +28,7 @@ use half::{bf16, f16};
 use rayon::prelude::*;
 
 use super::q8_acts::Acts;
+use super::q8_packed::Kernel;
 use super::q8_packed::{in_group, GROUP, QK};
 
 /// Values per super-block (ggml's `QK_K`).
@@ -212,19 +213,17 @@ impl PackedQ4K {
     /// [`super::q8_acts::quantize`] into `dst` `[m, rows]` (see
     /// [`super::q8_packed::products`]).
     pub fn matmul(&self, acts: &Acts, m: usize, dst: &mut [f32]) {
-        super::q8_packed::products(acts, (m, self.rows, self.cols), dst, |c0, xs, out| {
-            let n = out.len() / xs.len();
-            let rows = &self.data[c0 * self.stride()..][..n * self.stride()];
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `products` asserts AVX512-VNNI and the rows' common width.
-            return unsafe { x86::dots(rows, xs, out) };
-            #[cfg(not(target_arch = "x86_64"))]
-            unreachable!(
-                "no packed weights without AVX512-VNNI: {} {}",
-                rows.len(),
-                xs.len()
-            )
-        });
+        #[cfg(target_arch = "x86_64")]
+        let kernel: Kernel = x86::dots;
+        #[cfg(not(target_arch = "x86_64"))]
+        let kernel: Kernel = |_, _, _| unreachable!("no packed weights without AVX512-VNNI");
+        super::q8_packed::products(
+            acts,
+            (m, self.rows, self.cols),
+            dst,
+            (&self.data, self.stride()),
+            kernel,
+        );
     }
 }
 

@@ -180,39 +180,50 @@ impl PackedQ8 {
     /// `dst[r, c] = Σ x[r]·w[c]` for `m` activation rows quantized by [`super::q8_acts::quantize`] into `dst`
     /// `[m, rows]`.
     pub fn matmul(&self, acts: &Acts, m: usize, dst: &mut [f32]) {
-        products(acts, (m, self.rows, self.cols), dst, |c0, xs, out| {
-            let n = out.len() / xs.len();
-            let rows = &self.data[c0 * self.stride()..][..n * self.stride()];
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `products` asserts AVX512-VNNI and the rows' common width.
-            return unsafe { x86::dots(rows, xs, out) };
-            #[cfg(not(target_arch = "x86_64"))]
-            unreachable!(
-                "no packed weights without AVX512-VNNI: {} {}",
-                rows.len(),
-                xs.len()
-            )
-        });
+        #[cfg(target_arch = "x86_64")]
+        let kernel: Kernel = x86::dots;
+        #[cfg(not(target_arch = "x86_64"))]
+        let kernel: Kernel = |_, _, _| unreachable!("no packed weights without AVX512-VNNI");
+        products(
+            acts,
+            (m, self.rows, self.cols),
+            dst,
+            (&self.data, self.stride()),
+            kernel,
+        );
     }
 }
 
-/// Runs `dots(c0, xs, out)` — packed weight rows `c0..` (of `k` values each) with one to
-/// [`XS`] activation rows `xs`, `out[i·xs.len() + j]` for weight row `c0 + i` and `xs[j]` —
-/// over every element of `dst` `[m, n]`, as rayon tasks.
+/// A packed format's kernel: `out[i·xs.len() + j]` = the dot product of weight row `i` of
+/// `rows` with activation row `xs[j]`, for one to [`XS`] activation rows. Unsafe: it needs
+/// AVX512-VNNI ([`available`]).
+pub(super) type Kernel = unsafe fn(&[u8], &[ActRow], &mut [f32]);
+
+/// Every element of `dst` `[m, n]` from the packed weight `data` (rows of `stride` bytes, of
+/// `k` values each) through `kernel`, as rayon tasks.
 ///
 /// One weight row at a time: a task then reads its rows as one sequential stream. (Two or four
 /// rows side by side, as separate streams, decoded the 30B-A3B shape at 27–33 tok/s where one
 /// row at a time reached 46–56.) With several activation rows (a short prompt, or an expert's
 /// share of one), a task takes a tile of rows by a run of weight rows, and each weight load
 /// serves up to [`XS`] activation rows.
-pub(super) fn products<F>(acts: &Acts, (m, n, k): (usize, usize, usize), dst: &mut [f32], dots: F)
-where
-    F: Fn(usize, &[ActRow], &mut [f32]) + Sync,
-{
+pub(super) fn products(
+    acts: &Acts,
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    (data, stride): (&[u8], usize),
+    kernel: Kernel,
+) {
     use super::qgemv::{Out, COLS_PER_TASK, ROWS_PER_TILE};
     assert!(acts.k == k, "activations of another width");
     assert!(acts.m >= m && dst.len() >= m * n);
     assert!(available(), "packed weights on a CPU without AVX512-VNNI");
+    // Weight rows c0.. with the activation rows xs, into out ([rows, xs.len()]).
+    let dots = |c0: usize, xs: &[ActRow], out: &mut [f32]| {
+        let rows = &data[c0 * stride..][..out.len() / xs.len() * stride];
+        // SAFETY: the CPU has AVX512-VNNI (asserted above); the kernel checks the widths.
+        unsafe { kernel(rows, xs, out) }
+    };
     if m <= 1 {
         let x = [acts.row(0)];
         super::qgemv::tiled(m, n, dst, |_, c0, c1, out| {
