@@ -266,7 +266,8 @@ mod x86 {
     }
 
     /// `out[i·R + j]` = the dot product of packed weight row `i` of `rows` with activation row
-    /// `xs[j]` (all of the same width), for `R = xs.len()` from 1 to four.
+    /// `xs[j]` (all of the same width), for `R = xs.len()` from 1 to
+    /// [`super::super::q8_packed::XS`].
     ///
     /// # Safety
     /// The CPU has AVX512-VNNI and F16C ([`super::available`]).
