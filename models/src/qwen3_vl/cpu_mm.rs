@@ -12,7 +12,7 @@
 //! Products of bf16 values are exact in f32 and the sums are accumulated in f32, as torch's bf16
 //! kernels do; the result is rounded once to the activation dtype.
 
-use candle_core::{CpuStorage, DType, Device, Storage, Tensor};
+use candle_core::{DType, Device, Storage, Tensor};
 use half::bf16;
 use rayon::prelude::*;
 
@@ -110,15 +110,25 @@ pub(crate) fn with_bf16_view<R>(
     t: &Tensor,
     f: impl FnOnce(&[bf16], &candle_core::Layout) -> Result<R>,
 ) -> Result<R> {
+    with_view(t, f)
+}
+
+/// [`with_bf16_view`] for any element type: the storage behind a CPU tensor of `T`s and the
+/// tensor's layout in it.
+pub(crate) fn with_view<T: candle_core::WithDType, R>(
+    t: &Tensor,
+    f: impl FnOnce(&[T], &candle_core::Layout) -> Result<R>,
+) -> Result<R> {
     let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(CpuStorage::BF16(data)) = &*storage else {
+    let Storage::Cpu(cpu) = &*storage else {
         return Err(candle_core::Error::Msg(format!(
-            "expected a bf16 tensor on the CPU, got {:?}",
-            t.dtype()
+            "expected a {:?} tensor on the CPU, got one on {:?}",
+            T::DTYPE,
+            t.device().location()
         ))
         .into());
     };
-    f(data, layout)
+    f(T::cpu_storage_as_slice(cpu)?, layout)
 }
 
 /// Whether `t` is bf16 on a CPU where oneDNN runs native bf16 products: what the blocked
