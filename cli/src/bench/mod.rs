@@ -225,16 +225,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
         for len in ids.len() + 1..=ids.len() + work.decode_tokens {
             memory.kv_capacity = grown_capacity(memory.kv_capacity, len);
         }
-        // The decode window's own peak: images and long prefills before it do not count.
-        memory.earlier_peak_kb = rss_kb("VmHWM");
-        let decode_reset = reset_peak_rss();
-        // What the memory gives around the decode runs (CPU runs only).
+        // What the memory gives around the decode runs (CPU runs only). The probe's buffer
+        // is not the model's memory: it runs outside the windows whose peaks are reported.
         let probe = || {
             device
                 .is_cpu()
                 .then(|| bandwidth::measure(BANDWIDTH_BUFFER_BYTES, BANDWIDTH_PASSES))
         };
+        // The decode window's own peak: images and long prefills before it do not count.
+        memory.earlier_peak_kb = rss_kb("VmHWM");
         let before = probe();
+        let decode_reset = reset_peak_rss();
         let runs = repeat(args.repeats, || {
             let mut next = prefill_text(&mut model, &ids)?;
             let c = Clock::start();
@@ -247,6 +248,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let tps = work.decode_tokens as f64 / (runs.wall() / 1e3);
         eprintln!("decode {}: {tps:.2} tok/s", work.decode_tokens);
         let bandwidth = before.zip(probe()).map(|(b, a)| b.and(a));
+        reset_peak_rss();
         let weight_bytes = decode_weight_bytes(&cfg, dtype.size_in_bytes() as u64, quant) as f64;
         let weight_gb_per_s = weight_bytes * tps / 1e9;
         if let Some(b) = &bandwidth {
@@ -504,10 +506,15 @@ struct Memory {
 impl Memory {
     /// The process's peak so far: the largest of the windows the counter was reset between.
     fn process_peak_kb(&self) -> Option<u64> {
-        [self.load_peak_kb, self.earlier_peak_kb, rss_kb("VmHWM")]
-            .into_iter()
-            .flatten()
-            .max()
+        [
+            self.load_peak_kb,
+            self.earlier_peak_kb,
+            self.decode_peak_kb,
+            rss_kb("VmHWM"),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
     }
 
     /// Peaks as growth over the RSS before the load, against what stays resident once loaded
