@@ -14,6 +14,7 @@ pub mod moe;
 mod moe_cpu;
 pub mod onednn;
 pub mod q4k_packed;
+pub mod q4k_quantize;
 pub mod q8_acts;
 pub mod q8_packed;
 pub mod qgemv;

@@ -344,6 +344,22 @@ fn cpu_quantized(quant: Quant, (rows, cols): (usize, usize), fetch: &Fetch) -> R
     Ok(Linear::Blocks(Arc::new(q)))
 }
 
+/// A block format the loader quantizes into: candle's `from_float`, or for Q4_K the same blocks
+/// written eight sub-blocks at a time ([`super::q4k_quantize`]).
+trait LoadQuantize: GgmlType + Send {
+    fn quantize(xs: &[f32], ys: &mut [Self]) {
+        Self::from_float(xs, ys)
+    }
+}
+
+impl LoadQuantize for BlockQ8_0 {}
+
+impl LoadQuantize for BlockQ4K {
+    fn quantize(xs: &[f32], ys: &mut [Self]) {
+        super::q4k_quantize::from_float(xs, ys)
+    }
+}
+
 /// f32 elements widened at a time while quantizing: a bounded scratch instead of an f32 copy
 /// of the whole weight (which, for a 150k-row lm_head, is twice the bf16 weight itself).
 const QUANT_CHUNK_ELEMS: usize = 1 << 20;
@@ -352,13 +368,13 @@ const QUANT_CHUNK_ELEMS: usize = 1 << 20;
 /// time into one block buffer that becomes the tensor's storage. Blocks never straddle rows,
 /// so the blocks are exactly those `QTensor::quantize` makes from the whole f32 tensor.
 #[cfg(test)]
-fn quantize_rows<B: GgmlType + Send>(weight: &Tensor) -> Result<Vec<B>> {
+fn quantize_rows<B: LoadQuantize>(weight: &Tensor) -> Result<Vec<B>> {
     quantize_fetched::<B>(weight.dims2()?, &|r, n| Ok(weight.narrow(0, r, n)?))
 }
 
 /// [`quantize_rows`] of a `[rows, cols]` weight whose rows `fetch(first, n)` provides, so a
 /// weight read from a file is never held whole.
-fn quantize_fetched<B: GgmlType + Send>(
+fn quantize_fetched<B: LoadQuantize>(
     (rows, cols): (usize, usize),
     fetch: &Fetch,
 ) -> Result<Vec<B>> {
@@ -372,7 +388,7 @@ fn quantize_fetched<B: GgmlType + Send>(
 
 /// Quantizes the rows `fetch` provides a chunk at a time, handing each chunk's blocks to
 /// `sink(first_row, blocks)` in row order.
-fn quantize_chunks<B: GgmlType + Send>(
+fn quantize_chunks<B: LoadQuantize>(
     (rows, cols): (usize, usize),
     fetch: &Fetch,
     mut sink: impl FnMut(usize, &[B]),
@@ -392,7 +408,7 @@ fn quantize_chunks<B: GgmlType + Send>(
         // of a quantized load's time.
         out.par_chunks_mut(blocks_per_row.max(1))
             .zip(chunk.par_chunks(cols))
-            .for_each(|(out, row)| B::from_float(row, out));
+            .for_each(|(out, row)| B::quantize(row, out));
         sink(r, out);
         r += n;
     }
