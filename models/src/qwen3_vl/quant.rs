@@ -344,15 +344,18 @@ fn cpu_quantized(quant: Quant, (rows, cols): (usize, usize), fetch: &Fetch) -> R
     Ok(Linear::Blocks(Arc::new(q)))
 }
 
-/// A block format the loader quantizes into: candle's `from_float`, or for Q4_K the same blocks
-/// written eight sub-blocks at a time ([`super::q4k_quantize`]).
+/// A block format the loader quantizes into: candle's `from_float`'s blocks, written faster
+/// (Q8_0 in vectors where the CPU has AVX-512, [`super::q8_acts::quantize_blocks`]; Q4_K eight
+/// sub-blocks at a time, [`super::q4k_quantize`]).
 trait LoadQuantize: GgmlType + Send {
-    fn quantize(xs: &[f32], ys: &mut [Self]) {
-        Self::from_float(xs, ys)
-    }
+    fn quantize(xs: &[f32], ys: &mut [Self]);
 }
 
-impl LoadQuantize for BlockQ8_0 {}
+impl LoadQuantize for BlockQ8_0 {
+    fn quantize(xs: &[f32], ys: &mut [Self]) {
+        super::q8_acts::quantize_blocks(xs, ys)
+    }
+}
 
 impl LoadQuantize for BlockQ4K {
     fn quantize(xs: &[f32], ys: &mut [Self]) {
