@@ -1,6 +1,6 @@
 //! Criterion benches of the engine's kernels at the released models' real shapes (spec §1.4):
 //! the decoder's linear layers (dense f32/bf16, Q8_0, Q4_K) for one row (decode) and a
-//! 128-row block (prefill), decode attention over a 1024-token cache, one MoE block of the
+//! 128-row block (prefill), decode attention over 1024- and 4096-token caches, one MoE block of the
 //! 30B-A3B (32 of its 128 experts, so the bench fits in memory), and one 2B vision block.
 //!
 //! `cargo bench -p glimpse-models --bench kernels [-- FILTER]`. Numbers on a shared machine are
@@ -9,12 +9,12 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use glimpse_models::qwen3_vl::cpu_mm;
 use glimpse_models::qwen3_vl::moe::SparseMoeBlock;
 use glimpse_models::qwen3_vl::quant::{Linear, Quant};
 use glimpse_models::qwen3_vl::synthetic::{Preset, Synthetic};
 use glimpse_models::qwen3_vl::vision::layers::{Segments, VisionBlock};
 use glimpse_models::qwen3_vl::Config;
+use glimpse_models::qwen3_vl::{cpu_mm, decode_attention};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -60,13 +60,26 @@ fn linear(c: &mut Criterion) {
 }
 
 fn attention(c: &mut Criterion) {
-    // One decode step of 2B attention: 8 kv heads × 2 query heads each, 1024 cached keys.
+    // One decode step's attention of one layer: the 2B's 16 query / 8 KV heads and the
+    // 30B-A3B's 32 / 4, against 1024 and 4096 cached keys; the kernel the decoder uses
+    // (decode_attention) and, for the 2B at 1024 keys, the general candle path it replaced.
     let mut g = c.benchmark_group("attention_decode");
     for dtype in [DType::F32, DType::BF16] {
+        for (model, hq, hkv) in [("2b", 16, 8), ("30b", 32, 4)] {
+            for keys in [1024, 4096] {
+                let q = randn(&[1, hq, 1, 128], 1.0, dtype);
+                let k = randn(&[1, hkv, keys, 128], 1.0, dtype);
+                let v = randn(&[1, hkv, keys, 128], 1.0, dtype);
+                let id = format!("{dtype:?}.{model}.{keys}keys");
+                g.bench_function(id, |b| {
+                    b.iter(|| decode_attention::attention(&q, &k, &v, 0.088).unwrap())
+                });
+            }
+        }
         let q = randn(&[1, 8, 2, 128], 1.0, dtype);
         let k = randn(&[1, 8, 1024, 128], 1.0, dtype);
         let v = randn(&[1, 8, 1024, 128], 1.0, dtype);
-        g.bench_function(format!("{dtype:?}"), |b| {
+        g.bench_function(format!("{dtype:?}.2b.1024keys.candle"), |b| {
             b.iter(|| {
                 let s = cpu_mm::matmul(&q, &k.t().unwrap()).unwrap();
                 let p = candle_nn::ops::softmax_last_dim(&s.to_dtype(DType::F32).unwrap())
