@@ -14,7 +14,7 @@ use glimpse_models::qwen3_vl::quant::{Linear, Quant};
 use glimpse_models::qwen3_vl::synthetic::{Preset, Synthetic};
 use glimpse_models::qwen3_vl::vision::layers::{Segments, VisionBlock};
 use glimpse_models::qwen3_vl::Config;
-use glimpse_models::qwen3_vl::{cpu_mm, decode_attention};
+use glimpse_models::qwen3_vl::{cpu_mm, kv_attention};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -62,7 +62,7 @@ fn linear(c: &mut Criterion) {
 fn attention(c: &mut Criterion) {
     // One decode step's attention of one layer: the 2B's 16 query / 8 KV heads and the
     // 30B-A3B's 32 / 4, against 1024 and 4096 cached keys; the kernel the decoder uses
-    // (decode_attention) and, for the 2B at 1024 keys, the general candle path it replaced.
+    // (kv_attention) and, for the 2B at 1024 keys, the general candle path it replaced.
     let mut g = c.benchmark_group("attention_decode");
     for dtype in [DType::F32, DType::BF16] {
         for (model, hq, hkv) in [("2b", 16, 8), ("30b", 32, 4)] {
@@ -72,7 +72,7 @@ fn attention(c: &mut Criterion) {
                 let v = randn(&[1, hkv, keys, 128], 1.0, dtype);
                 let id = format!("{dtype:?}.{model}.{keys}keys");
                 g.bench_function(id, |b| {
-                    b.iter(|| decode_attention::attention(&q, &k, &v, 0.088).unwrap())
+                    b.iter(|| kv_attention::attention(&q, &k, &v, 0.088).unwrap())
                 });
             }
         }

@@ -7,7 +7,7 @@ pub mod config;
 pub mod cpu_attention;
 pub mod cpu_mm;
 pub mod cpu_ops;
-pub mod decode_attention;
+pub mod kv_attention;
 pub mod kv_cache;
 pub mod model;
 pub mod moe;

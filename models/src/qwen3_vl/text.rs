@@ -9,7 +9,7 @@ use super::config::{Config, TextConfig};
 use super::kv_cache::KvCache;
 use super::moe::{ExpertLayout, SparseMoeBlock};
 use super::quant::{Linear, Quant};
-use super::{cpu_attention, cpu_mm, cpu_ops, decode_attention};
+use super::{cpu_attention, cpu_mm, cpu_ops, kv_attention};
 use crate::Result;
 
 /// Receives named intermediate tensors during a forward pass, keyed like the parity fixtures
@@ -262,12 +262,13 @@ impl TextAttention {
             return self.o_proj.forward(&ctx);
         }
 
-        // 5''. One new token on the CPU (every decode step): its own kernel, which reads the
-        //      cache in place, once per KV head.
-        if l == 1 && mask.is_none() && decode_attention::supports(&q) {
-            let ctx = decode_attention::attention(&q, &k, &v, (hd as f32).powf(-0.5))?;
-            // (B, Hq, 1, hd) is (B, 1, Hq·hd) in memory.
-            return self.o_proj.forward(&ctx.reshape((b, 1, hq * hd))?);
+        // 5''. Every other step on the CPU (each decode step; the prefill of f32 models and
+        //      where oneDNN is absent): kv_attention reads the cache in place, block by block
+        //      of query rows, causal the same way.
+        if (l == 1 || mask.is_some()) && kv_attention::supports(&q) {
+            let ctx = kv_attention::attention(&q, &k, &v, (hd as f32).powf(-0.5))?;
+            let ctx = ctx.transpose(1, 2)?.reshape((b, l, hq * hd))?;
+            return self.o_proj.forward(&ctx);
         }
 
         // 5. GQA without copying k/v: query head j uses kv head j / n_rep, so the n_rep query

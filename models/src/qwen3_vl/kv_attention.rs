@@ -1,12 +1,18 @@
-//! Attention of one new token against the KV cache on the CPU: the decoder's attention in every
-//! decode step.
+//! Attention of new query rows against the KV cache on the CPU: every decode step, and the
+//! prefill wherever oneDNN's blocked kernel ([`super::cpu_attention`]) does not run (f32
+//! models, CPUs or systems without it).
 //!
 //! Why: the general path (candle products in f32) widened the whole cache to f32 twice per layer
 //! per token and multiplied each head through a GEMM built for large matrices. On the 30B-A3B
 //! shape (4 layers, Q8_0) decode ran at 50 tok/s with 256 tokens of context and at 28 with 2048
 //! — each layer's attention took ~4 ms at 2048 where reading its 4 MB of cache takes ~0.1 ms. A
-//! screenshot's prompt alone is over a thousand tokens. Here one task per KV head reads its keys
-//! and values once, in their own dtype, for all the query heads that share them.
+//! screenshot's prompt alone is over a thousand tokens, and that path's prefill held every
+//! head's full [L, S] scores at once. Here each task takes a block of query rows of one KV
+//! head's group (in decode: all the query heads that share it), reads its keys and values in
+//! their own dtype, and keeps only the block's scores.
+//!
+//! The queries are the last `L` of the `S` cached positions and attend causally: query row `i`
+//! sees keys `0..=S - L + i` (the decoder's only mask).
 //!
 //! Numerics follow [`super::cpu_attention`] (and transformers' eager attention where they
 //! agree): scores accumulated and kept in f32, softmax in f32, probabilities rounded to the
@@ -68,15 +74,19 @@ pub fn supports(q: &Tensor) -> bool {
     q.device().is_cpu() && matches!(q.dtype(), DType::BF16 | DType::F32)
 }
 
-/// `softmax(q·kᵀ·scale)·v` for `q` `(B, Hq, 1, hd)` against the cache views `k`, `v`
-/// `(B, Hkv, S, hd)` (rows dense, heads anywhere in their buffers); query head `h` reads KV head
-/// `h / (Hq / Hkv)`. Returns `(B, Hq, 1, hd)` in `q`'s dtype.
+/// Query rows per task in a prefill: a block's f32 scores (rows × keys) stay within a core's L2
+/// for prompts of a few thousand tokens.
+const TASK_ROWS: usize = 64;
+
+/// Causal `softmax(q·kᵀ·scale)·v` for `q` `(B, Hq, L, hd)`, the last `L` of the positions in
+/// the cache views `k`, `v` `(B, Hkv, S, hd)` (rows dense, heads anywhere in their buffers);
+/// query head `h` reads KV head `h / (Hq / Hkv)`. Returns `(B, Hq, L, hd)` in `q`'s dtype.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Result<Tensor> {
     match q.dtype() {
         DType::BF16 => typed(q, k, v, scale, head_bf16),
         DType::F32 => typed(q, k, v, scale, head_f32),
         dtype => Err(Error::BadInput {
-            what: "decode attention".into(),
+            what: "cache attention".into(),
             reason: format!("no CPU kernel for {dtype:?}"),
         }),
     }
@@ -91,19 +101,29 @@ fn typed<T: Element>(
 ) -> Result<Tensor> {
     let (b, hq, l, hd) = q.dims4()?;
     let (kb, hkv, keys, khd) = k.dims4()?;
-    if l != 1 || kb != b || khd != hd || v.dims() != k.dims() || hkv == 0 || hq % hkv != 0 {
+    if l == 0
+        || l > keys
+        || kb != b
+        || khd != hd
+        || v.dims() != k.dims()
+        || hkv == 0
+        || hq % hkv != 0
+    {
         return Err(Error::BadInput {
-            what: "decode attention".into(),
+            what: "cache attention".into(),
             reason: format!(
-                "q {:?} against k {:?}, v {:?}: one query row per head, the same batch and head \
-                 size, and query heads a multiple of KV heads are needed",
+                "q {:?} against k {:?}, v {:?}: no more query rows than keys, the same batch and \
+                 head size, and query heads a multiple of KV heads are needed",
                 q.dims(),
                 k.dims(),
                 v.dims()
             ),
         });
     }
-    let rows = hq / hkv;
+    let cached = keys - l;
+    // A KV head's group: its query heads' rows, head after head, each head's L positions.
+    let group = (hq / hkv) * l;
+    let per_task = if l == 1 { group } else { TASK_ROWS.min(group) };
     let q = q.contiguous()?;
     let mut out = vec![T::zero(); q.elem_count()];
     with_view::<T, _>(&q, |qs, ql| {
@@ -112,39 +132,62 @@ fn typed<T: Element>(
             with_view::<T, _>(v, |vs, vl| {
                 let k_off = super::cpu_mm::group_offsets(kl)?;
                 let v_off = super::cpu_mm::group_offsets(vl)?;
-                out.par_chunks_mut(rows * hd)
-                    .zip(qs.par_chunks(rows * hd))
+                out.par_chunks_mut(group * hd)
+                    .zip(qs.par_chunks(group * hd))
                     .enumerate()
-                    .for_each_init(Vec::new, |scratch, (g, (out, q))| {
+                    .for_each(|(g, (out, q))| {
                         let k = &ks[k_off[g]..][..keys * hd];
                         let v = &vs[v_off[g]..][..keys * hd];
-                        head(q, k, v, (rows, keys, hd), scale, scratch, out);
+                        out.par_chunks_mut(per_task * hd)
+                            .zip(q.par_chunks(per_task * hd))
+                            .enumerate()
+                            .for_each_init(Vec::new, |scratch, (t, (out, q))| {
+                                let (row0, rows) = (t * per_task, out.len() / hd);
+                                // The keys the block's rows see between them.
+                                let seen = (row0..row0 + rows)
+                                    .map(|r| cached + r % l + 1)
+                                    .max()
+                                    .unwrap_or(keys);
+                                let (k, v) = (&k[..seen * hd], &v[..seen * hd]);
+                                let dims = (rows, seen, hd);
+                                head(q, k, v, dims, (cached, l, row0), scale, scratch, out);
+                            });
                     });
                 Ok(())
             })
         })
     })?;
-    Ok(Tensor::from_vec(out, (b, hq, 1, hd), q.device())?)
+    Ok(Tensor::from_vec(out, (b, hq, l, hd), q.device())?)
 }
 
-/// One KV head's query rows against its keys and values: [`head_generic`] compiled for the
-/// CPU's vector units.
-type HeadFn<T> = fn(&[T], &[T], &[T], (usize, usize, usize), f32, &mut Vec<f32>, &mut [T]);
+/// A block of a KV head's query rows against its keys and values: [`head_generic`] compiled
+/// for the CPU's vector units.
+type HeadFn<T> = fn(&[T], &[T], &[T], Dims, Causal, f32, &mut Vec<f32>, &mut [T]);
 
-simd_dispatch!(fn head_bf16(q: &[bf16], k: &[bf16], v: &[bf16], dims: (usize, usize, usize), scale: f32, scratch: &mut Vec<f32>, out: &mut [bf16]) => head_generic);
-simd_dispatch!(fn head_f32(q: &[f32], k: &[f32], v: &[f32], dims: (usize, usize, usize), scale: f32, scratch: &mut Vec<f32>, out: &mut [f32]) => head_generic);
+/// (rows, keys, hd) of a block.
+type Dims = (usize, usize, usize);
+
+/// (cached, L, first row): row `r` of the block is position `(first + r) % L` of the new
+/// tokens, and sees the `cached` keys before them and its own and earlier new ones.
+type Causal = (usize, usize, usize);
+
+simd_dispatch!(fn head_bf16(q: &[bf16], k: &[bf16], v: &[bf16], dims: Dims, causal: Causal, scale: f32, scratch: &mut Vec<f32>, out: &mut [bf16]) => head_generic);
+simd_dispatch!(fn head_f32(q: &[f32], k: &[f32], v: &[f32], dims: Dims, causal: Causal, scale: f32, scratch: &mut Vec<f32>, out: &mut [f32]) => head_generic);
 
 /// Lanes of the independent accumulators the loops below keep (one AVX-512 register of f32).
 const L: usize = 16;
 
 /// `rows` query rows `q` `[rows, hd]` against one head's `keys` rows of `k` and `v` `[keys, hd]`
-/// into `out` `[rows, hd]`; `scratch` is reused between calls.
+/// into `out` `[rows, hd]`, each row seeing the keys `causal` gives it; `scratch` is reused
+/// between calls.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn head_generic<T: Element>(
     q: &[T],
     k: &[T],
     v: &[T],
-    (rows, keys, hd): (usize, usize, usize),
+    (rows, keys, hd): Dims,
+    (cached, l, row0): Causal,
     scale: f32,
     scratch: &mut Vec<f32>,
     out: &mut [T],
@@ -156,11 +199,13 @@ fn head_generic<T: Element>(
     let (acc, row) = rest.split_at_mut(rows * hd);
     widen(q, qf);
     scores_of(qf, k, (rows, keys, hd), scores);
-    for p in scores.chunks_exact_mut(keys) {
-        softmax(p, scale);
-        for p in p.iter_mut() {
+    for (r, p) in scores.chunks_exact_mut(keys).enumerate() {
+        let (seen, unseen) = p.split_at_mut((cached + (row0 + r) % l + 1).min(keys));
+        softmax(seen, scale);
+        for p in seen.iter_mut() {
             *p = T::round(*p).widen();
         }
+        unseen.fill(0.0);
     }
     // O = P·V, accumulated in f32.
     weighted_values(scores, v, (rows, keys, hd), acc, row);
@@ -414,24 +459,30 @@ mod tests {
     use crate::qwen3_vl::cpu_ops::test_values as values;
     use candle_core::Device;
 
-    /// (B, Hq, Hkv, hd, keys)
-    type Dims = (usize, usize, usize, usize, usize);
+    /// (B, Hq, Hkv, hd, keys, new rows L)
+    type Case = (usize, usize, usize, usize, usize, usize);
 
-    /// GQA with three query heads per KV head, a head size and a key count that are not
-    /// multiples of the vector width (the portable loops), two sequences; the head sizes the
-    /// x86 kernels take, with more query rows per KV head than they hold in registers at once
-    /// (12 = 8 + 4) and key counts around their blocks of 16 and 64.
-    const CASES: [Dims; 4] = [
-        (2, 6, 2, 40, 37),
-        (1, 24, 2, 128, 131),
-        (2, 4, 2, 64, 16),
-        (1, 8, 8, 128, 1),
+    /// Decode (one new row): GQA with three query heads per KV head, a head size and a key
+    /// count that are not multiples of the vector width (the portable loops), two sequences;
+    /// the head sizes the x86 kernels take, with more query rows per KV head than they hold in
+    /// registers at once (12 = 8 + 4) and key counts around their blocks of 16 and 64. Prefill
+    /// (causal): after a cache and from an empty one, groups of more rows than a task takes
+    /// (tasks then span two query heads), in the portable and the x86 loops.
+    const CASES: [Case; 8] = [
+        (2, 6, 2, 40, 37, 1),
+        (1, 24, 2, 128, 131, 1),
+        (2, 4, 2, 64, 16, 1),
+        (1, 8, 8, 128, 1, 1),
+        (1, 6, 2, 40, 37, 5),
+        (1, 8, 2, 128, 150, 70),
+        (2, 4, 2, 64, 20, 20),
+        (1, 2, 1, 128, 100, 100),
     ];
 
     /// q, and k, v as a cache hands them out: the first `keys` rows of buffers with room for
     /// more (heads not adjacent).
-    fn operands(dims: Dims, dtype: DType) -> (Tensor, Tensor, Tensor) {
-        let (b, hq, hkv, hd, keys) = dims;
+    fn operands(case: Case, dtype: DType) -> (Tensor, Tensor, Tensor) {
+        let (b, hq, hkv, hd, keys, l) = case;
         let cap = keys + 11;
         let t = |dims: (usize, usize, usize, usize), seed, amp| {
             let n = dims.0 * dims.1 * dims.2 * dims.3;
@@ -440,17 +491,19 @@ mod tests {
                 .to_dtype(dtype)
                 .unwrap()
         };
-        let q = t((b, hq, 1, hd), 1, 2.0);
+        let q = t((b, hq, l, hd), 1, 2.0);
         let k = t((b, hkv, cap, hd), 2, 2.0).narrow(2, 0, keys).unwrap();
         // Another capacity for v: its heads start at other offsets than k's.
         let v = t((b, hkv, cap + 5, hd), 3, 1.0).narrow(2, 0, keys).unwrap();
         (q, k, v)
     }
 
-    /// The textbook computation in f64 on the same inputs, the probabilities rounded as the
-    /// kernel rounds them (to the cache's dtype).
-    fn reference(dims: Dims, q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Vec<f64> {
-        let (b, hq, hkv, hd, keys) = dims;
+    /// The textbook computation in f64 on the same inputs, causal over the last L positions,
+    /// the probabilities rounded as the kernel rounds them (to the cache's dtype); with each
+    /// element, the slack for probabilities so close to a bf16 rounding midpoint that the
+    /// kernel's f32 value may round to the other neighbour (one bf16 step times |v|).
+    fn reference(case: Case, q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Vec<(f64, f64)> {
+        let (b, hq, hkv, hd, keys, l) = case;
         // Row `r` of head `h` of sequence `i` of a (B, H, R, hd) tensor.
         let rows = |t: &Tensor| {
             let (_, h, r, _) = t.dims4().unwrap();
@@ -460,44 +513,61 @@ mod tests {
                 flat[((i * h + hi) * r + ri) * hd..][..hd].to_vec()
             }
         };
-        let round = |p: f64| match q.dtype() {
-            DType::BF16 => bf16::from_f64(p).to_f64(),
-            _ => p as f32 as f64,
+        let bf = q.dtype() == DType::BF16;
+        let round = |p: f64| match bf {
+            true => bf16::from_f64(p).to_f64(),
+            false => p as f32 as f64,
+        };
+        let step = |p: f64| match bf {
+            true => {
+                bf16::from_f64(p * (1.0 + 1e-5)).to_f64()
+                    - bf16::from_f64(p * (1.0 - 1e-5)).to_f64()
+            }
+            false => 0.0,
         };
         let (q, k, v) = (rows(q), rows(k), rows(v));
         let mut out = Vec::new();
         for i in 0..b {
             for h in 0..hq {
                 let kv = h / (hq / hkv);
-                let qr = q(i, h, 0);
-                let s: Vec<f64> = (0..keys)
-                    .map(|j| qr.iter().zip(k(i, kv, j)).map(|(a, b)| a * b).sum::<f64>() * scale)
-                    .collect();
-                let max = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                let e: Vec<f64> = s.iter().map(|x| (x - max).exp()).collect();
-                let sum: f64 = e.iter().sum();
-                let vs: Vec<Vec<f64>> = (0..keys).map(|j| v(i, kv, j)).collect();
-                out.extend(
-                    (0..hd).map(|d| (0..keys).map(|j| round(e[j] / sum) * vs[j][d]).sum::<f64>()),
-                );
+                for row in 0..l {
+                    let seen = keys - l + row + 1;
+                    let qr = q(i, h, row);
+                    let s: Vec<f64> = (0..seen)
+                        .map(|j| {
+                            qr.iter().zip(k(i, kv, j)).map(|(a, b)| a * b).sum::<f64>() * scale
+                        })
+                        .collect();
+                    let max = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let e: Vec<f64> = s.iter().map(|x| (x - max).exp()).collect();
+                    let sum: f64 = e.iter().sum();
+                    let vs: Vec<Vec<f64>> = (0..seen).map(|j| v(i, kv, j)).collect();
+                    out.extend((0..hd).map(|d| {
+                        let terms = (0..seen).map(|j| (e[j] / sum, vs[j][d]));
+                        let value = terms.clone().map(|(p, v)| round(p) * v).sum::<f64>();
+                        let slack = terms.map(|(p, v)| step(p) * v.abs()).sum::<f64>();
+                        (value, slack)
+                    }));
+                }
             }
         }
         out
     }
 
     fn check(dtype: DType, tol: f64) {
-        for dims in CASES {
-            let (q, k, v) = operands(dims, dtype);
-            let scale = (dims.3 as f32).powf(-0.5);
+        for case in CASES {
+            let (q, k, v) = operands(case, dtype);
+            let scale = (case.3 as f32).powf(-0.5);
             let got = attention(&q, &k, &v, scale).unwrap();
             assert_eq!(got.dims(), q.dims());
             assert_eq!(got.dtype(), dtype);
             let got = got.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
-            let want = reference(dims, &q, &k, &v, scale as f64);
-            for (i, (g, w)) in got.to_vec1::<f64>().unwrap().iter().zip(&want).enumerate() {
+            let want = reference(case, &q, &k, &v, scale as f64);
+            for (i, (g, (w, slack))) in got.to_vec1::<f64>().unwrap().iter().zip(&want).enumerate()
+            {
                 assert!(
-                    (g - w).abs() <= tol * w.abs() + 1e-6,
-                    "{dtype:?} {dims:?} element {i}: {g} vs {w}"
+                    (g - w).abs() <= tol * w.abs() + slack + 1e-6,
+                    "{dtype:?} {case:?} element {i}: {g} vs {w}"
                 );
             }
         }
@@ -515,12 +585,17 @@ mod tests {
     }
 
     #[test]
-    fn mismatched_heads_are_refused() {
+    fn mismatched_shapes_are_refused() {
         let (q, k, v) = operands(CASES[0], DType::F32);
         let five = q.narrow(1, 0, 5).unwrap();
         let err = attention(&five, &k, &v, 1.0).unwrap_err();
         assert!(err.to_string().contains("multiple of KV heads"), "{err}");
-        let two_rows = Tensor::cat(&[&q, &q], 2).unwrap();
-        assert!(attention(&two_rows, &k, &v, 1.0).is_err());
+        // More new rows than the cache holds.
+        let rows = Tensor::cat(&vec![&q; 38], 2).unwrap();
+        let err = attention(&rows, &k, &v, 1.0).unwrap_err();
+        assert!(
+            err.to_string().contains("no more query rows than keys"),
+            "{err}"
+        );
     }
 }
