@@ -149,8 +149,16 @@ fn typed<T: Element>(
                                     .max()
                                     .unwrap_or(keys);
                                 let (k, v) = (&k[..seen * hd], &v[..seen * hd]);
-                                let dims = (rows, seen, hd);
-                                head(q, k, v, dims, (cached, l, row0), scale, scratch, out);
+                                let block = Block {
+                                    rows,
+                                    keys: seen,
+                                    hd,
+                                    cached,
+                                    new: l,
+                                    row0,
+                                    scale,
+                                };
+                                head(q, k, v, block, scratch, out);
                             });
                     });
                 Ok(())
@@ -162,36 +170,54 @@ fn typed<T: Element>(
 
 /// A block of a KV head's query rows against its keys and values: [`head_generic`] compiled
 /// for the CPU's vector units.
-type HeadFn<T> = fn(&[T], &[T], &[T], Dims, Causal, f32, &mut Vec<f32>, &mut [T]);
+type HeadFn<T> = fn(&[T], &[T], &[T], Block, &mut Vec<f32>, &mut [T]);
 
-/// (rows, keys, hd) of a block.
-type Dims = (usize, usize, usize);
+/// A block of query rows of one KV head's group, and the keys each row sees.
+#[derive(Debug, Clone, Copy)]
+struct Block {
+    rows: usize,
+    /// Keys (and values) handed to the block: as many as its rows see between them.
+    keys: usize,
+    hd: usize,
+    /// Row `r` is position `(row0 + r) % new` of the `new` tokens, and sees the `cached` keys
+    /// before them and its own and the earlier new ones.
+    cached: usize,
+    new: usize,
+    row0: usize,
+    scale: f32,
+}
 
-/// (cached, L, first row): row `r` of the block is position `(first + r) % L` of the new
-/// tokens, and sees the `cached` keys before them and its own and earlier new ones.
-type Causal = (usize, usize, usize);
+impl Block {
+    /// Keys row `r` sees.
+    fn seen(&self, r: usize) -> usize {
+        (self.cached + (self.row0 + r) % self.new + 1).min(self.keys)
+    }
+}
 
-simd_dispatch!(fn head_bf16(q: &[bf16], k: &[bf16], v: &[bf16], dims: Dims, causal: Causal, scale: f32, scratch: &mut Vec<f32>, out: &mut [bf16]) => head_generic);
-simd_dispatch!(fn head_f32(q: &[f32], k: &[f32], v: &[f32], dims: Dims, causal: Causal, scale: f32, scratch: &mut Vec<f32>, out: &mut [f32]) => head_generic);
+simd_dispatch!(fn head_bf16(q: &[bf16], k: &[bf16], v: &[bf16], block: Block, scratch: &mut Vec<f32>, out: &mut [bf16]) => head_generic);
+simd_dispatch!(fn head_f32(q: &[f32], k: &[f32], v: &[f32], block: Block, scratch: &mut Vec<f32>, out: &mut [f32]) => head_generic);
 
 /// Lanes of the independent accumulators the loops below keep (one AVX-512 register of f32).
 const L: usize = 16;
 
-/// `rows` query rows `q` `[rows, hd]` against one head's `keys` rows of `k` and `v` `[keys, hd]`
-/// into `out` `[rows, hd]`, each row seeing the keys `causal` gives it; `scratch` is reused
-/// between calls.
-#[allow(clippy::too_many_arguments)]
+/// The block's query rows `q` `[rows, hd]` against one head's `keys` rows of `k` and `v`
+/// `[keys, hd]` into `out` `[rows, hd]`; `scratch` is reused between calls.
 #[inline(always)]
 fn head_generic<T: Element>(
     q: &[T],
     k: &[T],
     v: &[T],
-    (rows, keys, hd): Dims,
-    (cached, l, row0): Causal,
-    scale: f32,
+    block: Block,
     scratch: &mut Vec<f32>,
     out: &mut [T],
 ) {
+    let Block {
+        rows,
+        keys,
+        hd,
+        scale,
+        ..
+    } = block;
     scratch.clear();
     scratch.resize(rows * (hd + keys + hd) + hd, 0.0);
     let (qf, rest) = scratch.split_at_mut(rows * hd);
@@ -200,7 +226,7 @@ fn head_generic<T: Element>(
     widen(q, qf);
     scores_of(qf, k, (rows, keys, hd), scores);
     for (r, p) in scores.chunks_exact_mut(keys).enumerate() {
-        let (seen, unseen) = p.split_at_mut((cached + (row0 + r) % l + 1).min(keys));
+        let (seen, unseen) = p.split_at_mut(block.seen(r));
         softmax(seen, scale);
         for p in seen.iter_mut() {
             *p = T::round(*p).widen();
