@@ -143,21 +143,18 @@ fn typed<T: Element>(
                             .enumerate()
                             .for_each_init(Vec::new, |scratch, (t, (out, q))| {
                                 let (row0, rows) = (t * per_task, out.len() / hd);
-                                // The keys the block's rows see between them.
-                                let seen = (row0..row0 + rows)
-                                    .map(|r| cached + r % l + 1)
-                                    .max()
-                                    .unwrap_or(keys);
-                                let (k, v) = (&k[..seen * hd], &v[..seen * hd]);
-                                let block = Block {
+                                let mut block = Block {
                                     rows,
-                                    keys: seen,
+                                    keys,
                                     hd,
                                     cached,
                                     new: l,
                                     row0,
                                     scale,
                                 };
+                                // Only the keys the block's rows see between them.
+                                block.keys = (0..rows).map(|r| block.seen(r)).max().unwrap_or(keys);
+                                let (k, v) = (&k[..block.keys * hd], &v[..block.keys * hd]);
                                 head(q, k, v, block, scratch, out);
                             });
                     });
@@ -176,7 +173,7 @@ type HeadFn<T> = fn(&[T], &[T], &[T], Block, &mut Vec<f32>, &mut [T]);
 #[derive(Debug, Clone, Copy)]
 struct Block {
     rows: usize,
-    /// Keys (and values) handed to the block: as many as its rows see between them.
+    /// Keys (and values) handed to the block.
     keys: usize,
     hd: usize,
     /// Row `r` is position `(row0 + r) % new` of the `new` tokens, and sees the `cached` keys
