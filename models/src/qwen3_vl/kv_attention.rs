@@ -33,6 +33,9 @@ trait Element: WithDType {
     /// Sixteen elements from `p` widened to f32 lanes.
     #[cfg(target_arch = "x86_64")]
     unsafe fn load16(p: *const Self) -> std::arch::x86_64::__m512;
+    /// Eight elements from `p` widened to f32 lanes.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256;
 }
 
 impl Element for bf16 {
@@ -51,6 +54,13 @@ impl Element for bf16 {
         let wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(p.cast()));
         _mm512_castsi512_ps(_mm512_slli_epi32::<16>(wide))
     }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256 {
+        use std::arch::x86_64::*;
+        let wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(p.cast()));
+        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(wide))
+    }
 }
 
 impl Element for f32 {
@@ -67,6 +77,11 @@ impl Element for f32 {
     unsafe fn load16(p: *const Self) -> std::arch::x86_64::__m512 {
         std::arch::x86_64::_mm512_loadu_ps(p)
     }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256 {
+        std::arch::x86_64::_mm256_loadu_ps(p)
+    }
 }
 
 /// Whether [`attention`] takes `q` (its dtype and device).
@@ -82,9 +97,37 @@ const TASK_ROWS: usize = 64;
 /// the cache views `k`, `v` `(B, Hkv, S, hd)` (rows dense, heads anywhere in their buffers);
 /// query head `h` reads KV head `h / (Hq / Hkv)`. Returns `(B, Hq, L, hd)` in `q`'s dtype.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Result<Tensor> {
+    attention_on(Isa::detect(), q, k, v, scale)
+}
+
+/// The vector units the kernels use: chosen once per call from what the CPU has (tests pick
+/// each in turn).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Isa {
+    Avx512,
+    Avx2,
+    Portable,
+}
+
+impl Isa {
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx512f") {
+                return Self::Avx512;
+            }
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                return Self::Avx2;
+            }
+        }
+        Self::Portable
+    }
+}
+
+fn attention_on(isa: Isa, q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Result<Tensor> {
     match q.dtype() {
-        DType::BF16 => typed(q, k, v, scale, head_bf16),
-        DType::F32 => typed(q, k, v, scale, head_f32),
+        DType::BF16 => typed(q, k, v, (scale, isa), head_bf16),
+        DType::F32 => typed(q, k, v, (scale, isa), head_f32),
         dtype => Err(Error::BadInput {
             what: "cache attention".into(),
             reason: format!("no CPU kernel for {dtype:?}"),
@@ -96,7 +139,7 @@ fn typed<T: Element>(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
-    scale: f32,
+    (scale, isa): (f32, Isa),
     head: HeadFn<T>,
 ) -> Result<Tensor> {
     let (b, hq, l, hd) = q.dims4()?;
@@ -151,6 +194,7 @@ fn typed<T: Element>(
                                     new: l,
                                     row0,
                                     scale,
+                                    isa,
                                 };
                                 // Only the keys the block's rows see between them.
                                 block.keys = (0..rows).map(|r| block.seen(r)).max().unwrap_or(keys);
@@ -182,6 +226,7 @@ struct Block {
     new: usize,
     row0: usize,
     scale: f32,
+    isa: Isa,
 }
 
 impl Block {
@@ -213,6 +258,7 @@ fn head_generic<T: Element>(
         keys,
         hd,
         scale,
+        isa,
         ..
     } = block;
     scratch.clear();
@@ -221,7 +267,7 @@ fn head_generic<T: Element>(
     let (scores, rest) = rest.split_at_mut(rows * keys);
     let (acc, row) = rest.split_at_mut(rows * hd);
     widen(q, qf);
-    scores_of(qf, k, (rows, keys, hd), scores);
+    scores_of(isa, qf, k, (rows, keys, hd), scores);
     for (r, p) in scores.chunks_exact_mut(keys).enumerate() {
         let (seen, unseen) = p.split_at_mut(block.seen(r));
         softmax(seen, scale);
@@ -231,7 +277,7 @@ fn head_generic<T: Element>(
         unseen.fill(0.0);
     }
     // O = P·V, accumulated in f32.
-    weighted_values(scores, v, (rows, keys, hd), acc, row);
+    weighted_values(isa, scores, v, (rows, keys, hd), acc, row);
     for (o, &a) in out.iter_mut().zip(acc.iter()) {
         *o = T::round(a);
     }
@@ -240,17 +286,21 @@ fn head_generic<T: Element>(
 /// `scores[r·keys + s]` = query row `r` · key `s`.
 #[inline(always)]
 fn scores_of<T: Element>(
+    isa: Isa,
     qf: &[f32],
     k: &[T],
     (rows, keys, hd): (usize, usize, usize),
     scores: &mut [f32],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx512f")
-        // SAFETY: AVX-512F is present.
-        && unsafe { x86::scores(qf, k, (rows, keys, hd), scores) }
     {
-        return;
+        // SAFETY (both): the CPU has the features `isa` names (`Isa::detect`).
+        if isa == Isa::Avx512 && unsafe { x86::scores(qf, k, (rows, keys, hd), scores) } {
+            return;
+        }
+        if isa != Isa::Portable && hd.is_multiple_of(8) {
+            return unsafe { avx2::scores(qf, k, (rows, keys, hd), scores) };
+        }
     }
     for (s, key) in k.chunks_exact(hd).enumerate() {
         for (r, qr) in qf.chunks_exact(hd).enumerate() {
@@ -262,6 +312,7 @@ fn scores_of<T: Element>(
 /// `acc` `[rows, hd]` += `p` `[rows, keys]` · `v` `[keys, hd]`; `row` is `hd` of scratch.
 #[inline(always)]
 fn weighted_values<T: Element>(
+    isa: Isa,
     p: &[f32],
     v: &[T],
     (rows, keys, hd): (usize, usize, usize),
@@ -269,9 +320,14 @@ fn weighted_values<T: Element>(
     row: &mut [f32],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if hd.is_multiple_of(L) && std::is_x86_feature_detected!("avx512f") {
-        // SAFETY: AVX-512F is present; hd is a multiple of 16.
-        return unsafe { x86::weighted_values(p, v, (rows, keys, hd), acc) };
+    {
+        // SAFETY (both): the CPU has the features `isa` names; hd is a multiple of the lanes.
+        if isa == Isa::Avx512 && hd.is_multiple_of(16) {
+            return unsafe { x86::weighted_values(p, v, (rows, keys, hd), acc) };
+        }
+        if isa != Isa::Portable && hd.is_multiple_of(8) {
+            return unsafe { avx2::weighted_values(p, v, (rows, keys, hd), acc) };
+        }
     }
     // Value row by value row, each widened once for all the rows.
     for (s, value) in v.chunks_exact(hd).enumerate() {
@@ -476,6 +532,124 @@ mod x86 {
     }
 }
 
+/// [`x86`]'s kernels for CPUs with AVX2 and FMA but not AVX-512: eight lanes, eight keys'
+/// sums reduced across lanes together, any head size that is a multiple of 8.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::Element;
+    use std::arch::x86_64::*;
+
+    /// As in [`super::x86`]: rows whose accumulators stay in registers, keys per block.
+    const ROWS: usize = 8;
+    const KEYS: usize = 64;
+
+    /// Lane `i` = the sum of the eight lanes of `v[i]`.
+    #[inline(always)]
+    unsafe fn lane_sums(v: &[__m256; 8]) -> __m256 {
+        // hadd(a, b) = [a01, a23, b01, b23 | a45, a67, b45, b67]; twice gives each vector's
+        // halves' sums, four to a 128-bit half; the halves are then added across.
+        let ab = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+        let cd = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
+        _mm256_add_ps(
+            _mm256_permute2f128_ps::<0x20>(ab, cd),
+            _mm256_permute2f128_ps::<0x31>(ab, cd),
+        )
+    }
+
+    /// `scores[r·keys + s]` = query row `r` · key `s` (hd a multiple of 8).
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn scores<T: Element>(
+        q: &[f32],
+        k: &[T],
+        (rows, keys, hd): (usize, usize, usize),
+        scores: &mut [f32],
+    ) {
+        assert!(hd % 8 == 0 && q.len() == rows * hd && k.len() == keys * hd);
+        assert!(scores.len() == rows * keys);
+        let (q, k) = (q.as_ptr(), k.as_ptr());
+        for s0 in (0..keys).step_by(8) {
+            let m = 8.min(keys - s0);
+            for r in 0..rows {
+                let qr = q.add(r * hd);
+                let mut part = [_mm256_setzero_ps(); 8];
+                for (i, part) in part.iter_mut().enumerate().take(m) {
+                    let key = k.add((s0 + i) * hd);
+                    let mut acc = [_mm256_setzero_ps(); 2];
+                    for c in 0..hd / 8 {
+                        let x = _mm256_loadu_ps(qr.add(8 * c));
+                        acc[c % 2] = _mm256_fmadd_ps(x, T::load8(key.add(8 * c)), acc[c % 2]);
+                    }
+                    *part = _mm256_add_ps(acc[0], acc[1]);
+                }
+                let mut sums = [0f32; 8];
+                _mm256_storeu_ps(sums.as_mut_ptr(), lane_sums(&part));
+                scores[r * keys + s0..][..m].copy_from_slice(&sums[..m]);
+            }
+        }
+    }
+
+    /// `acc` `[rows, hd]` += `p` `[rows, keys]` · `v` `[keys, hd]` (hd a multiple of 8).
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn weighted_values<T: Element>(
+        p: &[f32],
+        v: &[T],
+        (rows, keys, hd): (usize, usize, usize),
+        acc: &mut [f32],
+    ) {
+        assert!(hd % 8 == 0 && p.len() == rows * keys && v.len() == keys * hd);
+        assert!(acc.len() == rows * hd);
+        for r0 in (0..rows).step_by(ROWS) {
+            let p = p[r0 * keys..].as_ptr();
+            let acc = acc[r0 * hd..].as_mut_ptr();
+            let v = v.as_ptr();
+            let dims = (keys, hd);
+            match ROWS.min(rows - r0) {
+                1 => weighted_rows::<T, 1>(p, v, dims, acc),
+                2 => weighted_rows::<T, 2>(p, v, dims, acc),
+                3 => weighted_rows::<T, 3>(p, v, dims, acc),
+                4 => weighted_rows::<T, 4>(p, v, dims, acc),
+                5 => weighted_rows::<T, 5>(p, v, dims, acc),
+                6 => weighted_rows::<T, 6>(p, v, dims, acc),
+                7 => weighted_rows::<T, 7>(p, v, dims, acc),
+                _ => weighted_rows::<T, 8>(p, v, dims, acc),
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn weighted_rows<T: Element, const R: usize>(
+        p: *const f32,
+        v: *const T,
+        (keys, hd): (usize, usize),
+        acc: *mut f32,
+    ) {
+        for s0 in (0..keys).step_by(KEYS) {
+            let s1 = (s0 + KEYS).min(keys);
+            for c in (0..hd).step_by(8) {
+                let mut a = [_mm256_setzero_ps(); R];
+                for (r, a) in a.iter_mut().enumerate() {
+                    *a = _mm256_loadu_ps(acc.add(r * hd + c));
+                }
+                for s in s0..s1 {
+                    let x = T::load8(v.add(s * hd + c));
+                    for (r, a) in a.iter_mut().enumerate() {
+                        *a = _mm256_fmadd_ps(_mm256_set1_ps(*p.add(r * keys + s)), x, *a);
+                    }
+                }
+                for (r, a) in a.iter().enumerate() {
+                    _mm256_storeu_ps(acc.add(r * hd + c), *a);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -577,11 +751,20 @@ mod tests {
         out
     }
 
+    /// Every kernel set this CPU can run (a CPU with AVX-512 has AVX2 and FMA).
+    fn isas() -> Vec<Isa> {
+        match Isa::detect() {
+            Isa::Avx512 => vec![Isa::Portable, Isa::Avx2, Isa::Avx512],
+            Isa::Avx2 => vec![Isa::Portable, Isa::Avx2],
+            Isa::Portable => vec![Isa::Portable],
+        }
+    }
+
     fn check(dtype: DType, tol: f64) {
-        for case in CASES {
+        for (isa, case) in isas().into_iter().flat_map(|i| CASES.map(|c| (i, c))) {
             let (q, k, v) = operands(case, dtype);
             let scale = (case.3 as f32).powf(-0.5);
-            let got = attention(&q, &k, &v, scale).unwrap();
+            let got = attention_on(isa, &q, &k, &v, scale).unwrap();
             assert_eq!(got.dims(), q.dims());
             assert_eq!(got.dtype(), dtype);
             let got = got.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
@@ -590,7 +773,7 @@ mod tests {
             {
                 assert!(
                     (g - w).abs() <= tol * w.abs() + slack + 1e-6,
-                    "{dtype:?} {case:?} element {i}: {g} vs {w}"
+                    "{dtype:?} {isa:?} {case:?} element {i}: {g} vs {w}"
                 );
             }
         }
