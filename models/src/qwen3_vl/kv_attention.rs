@@ -14,6 +14,10 @@
 //! The queries are the last `L` of the `S` cached positions and attend causally: query row `i`
 //! sees keys `0..=S - L + i` (the decoder's only mask).
 //!
+//! The arithmetic runs in `avx512` or `avx2` (per key widened once into registers, keys' sums
+//! reduced across lanes together, P·V with the rows' accumulators in registers) or in portable
+//! loops, whichever the CPU has ([`Isa::detect`], once per call).
+//!
 //! Numerics follow [`super::cpu_attention`] (and transformers' eager attention where they
 //! agree): scores accumulated and kept in f32, softmax in f32, probabilities rounded to the
 //! cache's dtype before the product with V, f32 accumulation, one rounding of the output.
@@ -25,6 +29,11 @@ use rayon::prelude::*;
 use super::cpu_mm::with_view;
 use super::cpu_ops::{exp, simd_dispatch, to_bf16};
 use crate::{Error, Result};
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 
 /// The element types of a KV cache this kernel reads.
 trait Element: WithDType {
@@ -295,7 +304,7 @@ fn scores_of<T: Element>(
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY (both): the CPU has the features `isa` names (`Isa::detect`).
-        if isa == Isa::Avx512 && unsafe { x86::scores(qf, k, (rows, keys, hd), scores) } {
+        if isa == Isa::Avx512 && unsafe { avx512::scores(qf, k, (rows, keys, hd), scores) } {
             return;
         }
         if isa != Isa::Portable && hd.is_multiple_of(8) {
@@ -323,7 +332,7 @@ fn weighted_values<T: Element>(
     {
         // SAFETY (both): the CPU has the features `isa` names; hd is a multiple of the lanes.
         if isa == Isa::Avx512 && hd.is_multiple_of(16) {
-            return unsafe { x86::weighted_values(p, v, (rows, keys, hd), acc) };
+            return unsafe { avx512::weighted_values(p, v, (rows, keys, hd), acc) };
         }
         if isa != Isa::Portable && hd.is_multiple_of(8) {
             return unsafe { avx2::weighted_values(p, v, (rows, keys, hd), acc) };
@@ -391,262 +400,6 @@ fn softmax(s: &mut [f32], scale: f32) {
     let inv = 1.0 / sum;
     for x in s.iter_mut() {
         *x *= inv;
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    use super::Element;
-    use crate::qwen3_vl::q8_packed::x86::row_sums;
-    use std::arch::x86_64::*;
-
-    /// Query rows handled together: their accumulators stay in registers.
-    const ROWS: usize = 8;
-    /// Keys per block: a block of value rows (32 KB at hd 128 in bf16) stays in L1 while each
-    /// 16-lane column of it is read.
-    const KEYS: usize = 64;
-
-    /// `scores[r·keys + s]` = query row `r` of `q` `[rows, hd]` · key `s` of `k` `[keys, hd]`,
-    /// for a head size of 64 or 128 (false, nothing written, for any other).
-    ///
-    /// Each key is widened once into registers for all the rows, and sixteen keys' products
-    /// are summed across their lanes together: one horizontal sum per key, a dependent chain,
-    /// was half the kernel's time.
-    ///
-    /// # Safety
-    /// The CPU has AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn scores<T: Element>(
-        q: &[f32],
-        k: &[T],
-        (rows, keys, hd): (usize, usize, usize),
-        scores: &mut [f32],
-    ) -> bool {
-        match hd {
-            128 => scores_c::<T, 8>(q, k, (rows, keys), scores),
-            64 => scores_c::<T, 4>(q, k, (rows, keys), scores),
-            _ => return false,
-        }
-        true
-    }
-
-    #[target_feature(enable = "avx512f")]
-    unsafe fn scores_c<T: Element, const C: usize>(
-        q: &[f32],
-        k: &[T],
-        (rows, keys): (usize, usize),
-        scores: &mut [f32],
-    ) {
-        let hd = 16 * C;
-        assert!(q.len() == rows * hd && k.len() == keys * hd && scores.len() == rows * keys);
-        let (q, k) = (q.as_ptr(), k.as_ptr());
-        let mut part = [[_mm512_setzero_ps(); 16]; ROWS];
-        for r0 in (0..rows).step_by(ROWS) {
-            let n = ROWS.min(rows - r0);
-            for s0 in (0..keys).step_by(16) {
-                let m = 16.min(keys - s0);
-                for i in 0..m {
-                    let key = k.add((s0 + i) * hd);
-                    let mut kv = [_mm512_setzero_ps(); C];
-                    for (c, kv) in kv.iter_mut().enumerate() {
-                        *kv = T::load16(key.add(16 * c));
-                    }
-                    for (r, part) in part.iter_mut().enumerate().take(n) {
-                        let qr = q.add((r0 + r) * hd);
-                        // Two chains, so each add waits on the one before last.
-                        let mut acc = [_mm512_setzero_ps(); 2];
-                        for (c, &kc) in kv.iter().enumerate() {
-                            let x = _mm512_loadu_ps(qr.add(16 * c));
-                            acc[c % 2] = _mm512_fmadd_ps(x, kc, acc[c % 2]);
-                        }
-                        part[i] = _mm512_add_ps(acc[0], acc[1]);
-                    }
-                }
-                for (r, part) in part.iter().enumerate().take(n) {
-                    let out = &mut scores[(r0 + r) * keys + s0..][..m];
-                    row_sums::<1>(out, |i| [part[i]]);
-                }
-            }
-        }
-    }
-
-    /// `acc` `[rows, hd]` += `p` `[rows, keys]` · `v` `[keys, hd]` (hd a multiple of 16).
-    ///
-    /// Column by column of sixteen lanes, the rows' accumulators in registers: each value load
-    /// serves every row, and each probability is one broadcast operand of a fused multiply-add.
-    ///
-    /// # Safety
-    /// The CPU has AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn weighted_values<T: Element>(
-        p: &[f32],
-        v: &[T],
-        (rows, keys, hd): (usize, usize, usize),
-        acc: &mut [f32],
-    ) {
-        assert!(hd % 16 == 0 && p.len() == rows * keys && v.len() == keys * hd);
-        assert!(acc.len() == rows * hd);
-        for r0 in (0..rows).step_by(ROWS) {
-            let p = p[r0 * keys..].as_ptr();
-            let acc = acc[r0 * hd..].as_mut_ptr();
-            let v = v.as_ptr();
-            let dims = (keys, hd);
-            match ROWS.min(rows - r0) {
-                1 => weighted_rows::<T, 1>(p, v, dims, acc),
-                2 => weighted_rows::<T, 2>(p, v, dims, acc),
-                3 => weighted_rows::<T, 3>(p, v, dims, acc),
-                4 => weighted_rows::<T, 4>(p, v, dims, acc),
-                5 => weighted_rows::<T, 5>(p, v, dims, acc),
-                6 => weighted_rows::<T, 6>(p, v, dims, acc),
-                7 => weighted_rows::<T, 7>(p, v, dims, acc),
-                _ => weighted_rows::<T, 8>(p, v, dims, acc),
-            }
-        }
-    }
-
-    #[target_feature(enable = "avx512f")]
-    unsafe fn weighted_rows<T: Element, const R: usize>(
-        p: *const f32,
-        v: *const T,
-        (keys, hd): (usize, usize),
-        acc: *mut f32,
-    ) {
-        for s0 in (0..keys).step_by(KEYS) {
-            let s1 = (s0 + KEYS).min(keys);
-            for c in (0..hd).step_by(16) {
-                let mut a = [_mm512_setzero_ps(); R];
-                for (r, a) in a.iter_mut().enumerate() {
-                    *a = _mm512_loadu_ps(acc.add(r * hd + c));
-                }
-                for s in s0..s1 {
-                    let x = T::load16(v.add(s * hd + c));
-                    for (r, a) in a.iter_mut().enumerate() {
-                        *a = _mm512_fmadd_ps(_mm512_set1_ps(*p.add(r * keys + s)), x, *a);
-                    }
-                }
-                for (r, a) in a.iter().enumerate() {
-                    _mm512_storeu_ps(acc.add(r * hd + c), *a);
-                }
-            }
-        }
-    }
-}
-
-/// [`x86`]'s kernels for CPUs with AVX2 and FMA but not AVX-512: eight lanes, eight keys'
-/// sums reduced across lanes together, any head size that is a multiple of 8.
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use super::Element;
-    use std::arch::x86_64::*;
-
-    /// As in [`super::x86`]: rows whose accumulators stay in registers, keys per block.
-    const ROWS: usize = 8;
-    const KEYS: usize = 64;
-
-    /// Lane `i` = the sum of the eight lanes of `v[i]`.
-    #[inline(always)]
-    unsafe fn lane_sums(v: &[__m256; 8]) -> __m256 {
-        // hadd(a, b) = [a01, a23, b01, b23 | a45, a67, b45, b67]; twice gives each vector's
-        // halves' sums, four to a 128-bit half; the halves are then added across.
-        let ab = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
-        let cd = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
-        _mm256_add_ps(
-            _mm256_permute2f128_ps::<0x20>(ab, cd),
-            _mm256_permute2f128_ps::<0x31>(ab, cd),
-        )
-    }
-
-    /// `scores[r·keys + s]` = query row `r` · key `s` (hd a multiple of 8).
-    ///
-    /// # Safety
-    /// The CPU has AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn scores<T: Element>(
-        q: &[f32],
-        k: &[T],
-        (rows, keys, hd): (usize, usize, usize),
-        scores: &mut [f32],
-    ) {
-        assert!(hd % 8 == 0 && q.len() == rows * hd && k.len() == keys * hd);
-        assert!(scores.len() == rows * keys);
-        let (q, k) = (q.as_ptr(), k.as_ptr());
-        for s0 in (0..keys).step_by(8) {
-            let m = 8.min(keys - s0);
-            for r in 0..rows {
-                let qr = q.add(r * hd);
-                let mut part = [_mm256_setzero_ps(); 8];
-                for (i, part) in part.iter_mut().enumerate().take(m) {
-                    let key = k.add((s0 + i) * hd);
-                    let mut acc = [_mm256_setzero_ps(); 2];
-                    for c in 0..hd / 8 {
-                        let x = _mm256_loadu_ps(qr.add(8 * c));
-                        acc[c % 2] = _mm256_fmadd_ps(x, T::load8(key.add(8 * c)), acc[c % 2]);
-                    }
-                    *part = _mm256_add_ps(acc[0], acc[1]);
-                }
-                let mut sums = [0f32; 8];
-                _mm256_storeu_ps(sums.as_mut_ptr(), lane_sums(&part));
-                scores[r * keys + s0..][..m].copy_from_slice(&sums[..m]);
-            }
-        }
-    }
-
-    /// `acc` `[rows, hd]` += `p` `[rows, keys]` · `v` `[keys, hd]` (hd a multiple of 8).
-    ///
-    /// # Safety
-    /// The CPU has AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn weighted_values<T: Element>(
-        p: &[f32],
-        v: &[T],
-        (rows, keys, hd): (usize, usize, usize),
-        acc: &mut [f32],
-    ) {
-        assert!(hd % 8 == 0 && p.len() == rows * keys && v.len() == keys * hd);
-        assert!(acc.len() == rows * hd);
-        for r0 in (0..rows).step_by(ROWS) {
-            let p = p[r0 * keys..].as_ptr();
-            let acc = acc[r0 * hd..].as_mut_ptr();
-            let v = v.as_ptr();
-            let dims = (keys, hd);
-            match ROWS.min(rows - r0) {
-                1 => weighted_rows::<T, 1>(p, v, dims, acc),
-                2 => weighted_rows::<T, 2>(p, v, dims, acc),
-                3 => weighted_rows::<T, 3>(p, v, dims, acc),
-                4 => weighted_rows::<T, 4>(p, v, dims, acc),
-                5 => weighted_rows::<T, 5>(p, v, dims, acc),
-                6 => weighted_rows::<T, 6>(p, v, dims, acc),
-                7 => weighted_rows::<T, 7>(p, v, dims, acc),
-                _ => weighted_rows::<T, 8>(p, v, dims, acc),
-            }
-        }
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn weighted_rows<T: Element, const R: usize>(
-        p: *const f32,
-        v: *const T,
-        (keys, hd): (usize, usize),
-        acc: *mut f32,
-    ) {
-        for s0 in (0..keys).step_by(KEYS) {
-            let s1 = (s0 + KEYS).min(keys);
-            for c in (0..hd).step_by(8) {
-                let mut a = [_mm256_setzero_ps(); R];
-                for (r, a) in a.iter_mut().enumerate() {
-                    *a = _mm256_loadu_ps(acc.add(r * hd + c));
-                }
-                for s in s0..s1 {
-                    let x = T::load8(v.add(s * hd + c));
-                    for (r, a) in a.iter_mut().enumerate() {
-                        *a = _mm256_fmadd_ps(_mm256_set1_ps(*p.add(r * keys + s)), x, *a);
-                    }
-                }
-                for (r, a) in a.iter().enumerate() {
-                    _mm256_storeu_ps(acc.add(r * hd + c), *a);
-                }
-            }
-        }
     }
 }
 
