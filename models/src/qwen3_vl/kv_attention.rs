@@ -16,7 +16,7 @@
 //!
 //! The arithmetic runs in `avx512` or `avx2` (per key widened once into registers, keys' sums
 //! reduced across lanes together, P·V with the rows' accumulators in registers) or in portable
-//! loops, whichever the CPU has ([`Isa::detect`], once per call).
+//! loops, whichever the CPU has (`Isa::detect`, once per call).
 //!
 //! Numerics follow [`super::cpu_attention`] (and transformers' eager attention where they
 //! agree): scores accumulated and kept in f32, softmax in f32, probabilities rounded to the
