@@ -30,6 +30,31 @@ use super::cpu_mm::with_view;
 use super::cpu_ops::{exp, simd_dispatch, to_bf16};
 use crate::{Error, Result};
 
+/// `$kernel::<T, R>(p, v, (keys, hd), acc)` over the query rows in blocks of up to eight, `R`
+/// the block's row count: the SIMD P·V kernels keep a block's accumulators in registers, so
+/// the count is a constant. `p` `[rows, keys]`, `acc` `[rows, hd]`.
+#[cfg(target_arch = "x86_64")]
+macro_rules! row_blocks {
+    ($kernel:ident, $p:expr, $v:expr, ($rows:expr, $keys:expr, $hd:expr), $acc:expr) => {{
+        let (p, v, acc): (&[f32], &[T], &mut [f32]) = ($p, $v, $acc);
+        let (rows, keys, hd) = ($rows, $keys, $hd);
+        for r0 in (0..rows).step_by(8) {
+            let (p, acc) = (p[r0 * keys..].as_ptr(), acc[r0 * hd..].as_mut_ptr());
+            let (v, dims) = (v.as_ptr(), (keys, hd));
+            match (rows - r0).min(8) {
+                1 => $kernel::<T, 1>(p, v, dims, acc),
+                2 => $kernel::<T, 2>(p, v, dims, acc),
+                3 => $kernel::<T, 3>(p, v, dims, acc),
+                4 => $kernel::<T, 4>(p, v, dims, acc),
+                5 => $kernel::<T, 5>(p, v, dims, acc),
+                6 => $kernel::<T, 6>(p, v, dims, acc),
+                7 => $kernel::<T, 7>(p, v, dims, acc),
+                _ => $kernel::<T, 8>(p, v, dims, acc),
+            }
+        }
+    }};
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]

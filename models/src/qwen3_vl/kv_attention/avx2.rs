@@ -4,8 +4,7 @@
 use super::Element;
 use std::arch::x86_64::*;
 
-/// As in [`super::avx512`]: rows whose accumulators stay in registers, keys per block.
-const ROWS: usize = 8;
+/// As in [`super::avx512`]: keys per block.
 const KEYS: usize = 64;
 
 /// Lane `i` = the sum of the eight lanes of `v[i]`.
@@ -69,22 +68,7 @@ pub(super) unsafe fn weighted_values<T: Element>(
 ) {
     assert!(hd % 8 == 0 && p.len() == rows * keys && v.len() == keys * hd);
     assert!(acc.len() == rows * hd);
-    for r0 in (0..rows).step_by(ROWS) {
-        let p = p[r0 * keys..].as_ptr();
-        let acc = acc[r0 * hd..].as_mut_ptr();
-        let v = v.as_ptr();
-        let dims = (keys, hd);
-        match ROWS.min(rows - r0) {
-            1 => weighted_rows::<T, 1>(p, v, dims, acc),
-            2 => weighted_rows::<T, 2>(p, v, dims, acc),
-            3 => weighted_rows::<T, 3>(p, v, dims, acc),
-            4 => weighted_rows::<T, 4>(p, v, dims, acc),
-            5 => weighted_rows::<T, 5>(p, v, dims, acc),
-            6 => weighted_rows::<T, 6>(p, v, dims, acc),
-            7 => weighted_rows::<T, 7>(p, v, dims, acc),
-            _ => weighted_rows::<T, 8>(p, v, dims, acc),
-        }
-    }
+    row_blocks!(weighted_rows, p, v, (rows, keys, hd), acc)
 }
 
 #[target_feature(enable = "avx2,fma")]
