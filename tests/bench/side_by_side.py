@@ -28,6 +28,9 @@ With llama.cpp built outside the repository (BENCHMARKS.md, "llama.cpp", has the
 `--quants none,q8_0,q4k` also runs glimpse with --quant q8_0 / q4k against llama.cpp's Q8_0 /
 Q4_K_M (prefill and decode; the vision tower is not quantized, so it is measured once).
 
+`--paired-decode N` runs only decode, Glimpse and llama.cpp back to back N times with the order
+swapped every pair, and summarises the ratios within the pairs (paired.py says why).
+
 Timings on a shared machine are noisy: run them all in the same time window (this script does)
 and read the CPU-time column next to the wall-clock one.
 """
@@ -42,6 +45,7 @@ import sys
 import time
 
 import llama_cpp  # tests/bench/llama_cpp.py, next to this script
+import paired
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -66,6 +70,9 @@ def parse_args():
     p.add_argument("--skip-glimpse", action="store_true")
     p.add_argument("--skip-transformers", action="store_true")
     p.add_argument("--json-out", default=None)
+    p.add_argument("--paired-decode", type=int, default=0, metavar="N",
+                   help="instead of the full comparison: N pairs of glimpse and llama.cpp decode "
+                        "runs back to back (order alternating), ratios within each pair (paired.py)")
     llama_cpp.add_args(p)
     args = p.parse_args()
     args.quants = args.quants.split(",")
@@ -82,12 +89,12 @@ def glimpse_binary(args):
     return os.path.join(target, "release", "glimpse")
 
 
-def run_glimpse(args, quant, images):
+def run_glimpse(args, quant, images, prefill=None):
     cmd = [
         glimpse_binary(args), "bench", "--synthetic", args.synthetic,
         "--layers", str(args.layers), "--vision-layers", str(args.vision_layers),
         "--dtype", args.dtype, "--threads", str(args.threads), "--repeats", str(args.repeats),
-        "--images", images, "--prefill", args.prefill,
+        "--images", images, "--prefill", prefill or args.prefill,
         "--decode-tokens", str(args.decode_tokens), "--decode-context", str(args.decode_context),
         "--cache-dir", args.cache_dir, "--quant", quant, "--no-ttft",
     ]
@@ -203,6 +210,8 @@ def main():
     load = {"start": loadavg()}
     print(f"load average at start: {load['start']}", flush=True)
     tools = llama_cpp.find_tools(args)
+    if args.paired_decode:
+        return main_paired(args, tools, load)
 
     # glimpse first (it writes the checkpoint), then the others in the same time window.
     g = {}
@@ -285,6 +294,22 @@ def main():
     if args.json_out:
         json.dump({"glimpse": g, "transformers": t, "llama_cpp": ll, "load_average": load,
                    "args": vars(args)}, open(args.json_out, "w"), indent=1)
+
+
+def main_paired(args, tools, load):
+    if tools is None:
+        sys.exit("--paired-decode compares with llama.cpp: give --llama-bench")
+    run = lambda q, images, prefill: run_glimpse(args, q, images, prefill)
+    ckpt = checkpoint_dir(args)
+    if not os.path.isfile(os.path.join(ckpt, "config.json")):
+        run(args.quants[0], "64x64", "16")  # writes the checkpoint; not counted
+    result = paired.paired_decode(args, tools, ckpt, run)
+    load["end"] = loadavg()
+    print(f"load average: {load}")
+    paired.print_summary(args, result)
+    if args.json_out:
+        json.dump({"paired_decode": result, "load_average": load, "args": vars(args)},
+                  open(args.json_out, "w"), indent=1)
 
 
 if __name__ == "__main__":
