@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use glimpse_models::engine::{parse_dtype, DeviceKind};
 use glimpse_models::qwen3_vl::kv_cache::grown_capacity;
+use glimpse_models::qwen3_vl::moe::ExpertLayout;
 use glimpse_models::qwen3_vl::quant::decode_weight_bytes;
 use glimpse_models::qwen3_vl::synthetic::{Preset, Synthetic};
 use glimpse_models::qwen3_vl::{
@@ -76,6 +77,10 @@ pub struct BenchArgs {
     /// Skip the time-to-first-token run (a full image prompt).
     #[arg(long)]
     no_ttft: bool,
+    /// How the synthetic MoE model stores its experts: `linear` (transformers 5's
+    /// save_pretrained) or `hub` (the released Qwen3-VL-30B-A3B files).
+    #[arg(long, default_value = "linear")]
+    expert_layout: String,
 }
 
 /// The sizes one run measures.
@@ -139,7 +144,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
         (Some(name), _) => {
             let preset: Preset = name.parse()?;
             // Stored in the run's dtype, so loading converts nothing.
-            let synth = Synthetic::new(preset, args.layers, args.vision_layers, dtype)?;
+            let experts = match args.expert_layout.as_str() {
+                "linear" => ExpertLayout::Linear,
+                "hub" => ExpertLayout::Hub,
+                other => bail!("--expert-layout: `{other}` is not linear or hub"),
+            };
+            let synth = Synthetic::new(preset, args.layers, args.vision_layers, dtype)?
+                .with_expert_layout(experts);
             let root = args.cache_dir.clone().unwrap_or_else(default_cache);
             let t = Instant::now();
             let dir = synth.ensure(&root).with_context(|| {

@@ -241,21 +241,20 @@ pub(crate) fn linear_serial(x: &[bf16], m: usize, w: &Tensor) -> Result<Vec<bf16
     })?;
     with_weight(w, |ws| {
         if m <= GEMV_MAX_ROWS {
-            let mut out_t = vec![0f32; n * m];
-            match layout {
-                WeightLayout::Rows => bf16_gemv::rows_block(x, m, k, ws, 0, &mut out_t),
+            let out = match layout {
+                WeightLayout::Rows => {
+                    let mut out_t = vec![0f32; n * m];
+                    bf16_gemv::rows_block(x, m, k, ws, 0, &mut out_t);
+                    (0..m * n).map(|i| out_t[(i % n) * m + i / n]).collect()
+                }
                 WeightLayout::Cols => {
-                    let p = bf16_gemv::ColsProduct { x, m, k, n, w: ws };
-                    bf16_gemv::cols_block(p, 0, &mut out_t)
+                    let xf: Vec<f32> = x[..m * k].iter().map(|v| v.to_f32()).collect();
+                    let mut acc = vec![0f32; m * n];
+                    axpy_rows(&xf, ws, (m, k, n), 0..k, &mut acc);
+                    acc
                 }
-            }
-            let mut out = vec![bf16::ZERO; m * n];
-            for (j, col) in out_t.chunks_exact(m).enumerate() {
-                for (r, &v) in col.iter().enumerate() {
-                    out[r * n + j] = bf16::from_f32(v);
-                }
-            }
-            return Ok(out);
+            };
+            return Ok(out.into_iter().map(bf16::from_f32).collect());
         }
         // Rows padded to a multiple of 16 so that prompts of every length reuse a few compiled
         // kernels (oneDNN compiles one per shape) rather than one per expert row count.
@@ -324,116 +323,152 @@ fn gemv_bf16(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let (m, k) = x.dims2()?;
     let n = w.dim(0)?;
     let layout = weight_layout(w).expect("linear() passes a dense layout");
+    let native = x.dtype() == DType::BF16 && bf16_gemv::available();
+    if layout == WeightLayout::Cols {
+        let x: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        let out = with_weight(w, |w| {
+            Ok(cols_product(m, k, n, |rows, acc| {
+                axpy_rows(&x, w, (m, k, n), rows, acc)
+            }))
+        })?;
+        return Ok(Tensor::from_vec(out, (m, n), &Device::Cpu)?);
+    }
     // Computed transposed ([n, m], each task a run of output columns), then turned around.
     let mut out_t = vec![0f32; n * m];
-    if x.dtype() == DType::BF16 && bf16_gemv::available() {
+    if native {
         with_bf16(x, |x| {
             with_weight(w, |w| {
-                match layout {
-                    WeightLayout::Rows => out_t
-                        .par_chunks_mut(GEMV_CHUNK * m)
-                        .enumerate()
-                        .for_each(|(c, t)| bf16_gemv::rows_block(x, m, k, w, c * GEMV_CHUNK, t)),
-                    WeightLayout::Cols => out_t
-                        .par_chunks_mut(COLS_CHUNK * m)
-                        .enumerate()
-                        .for_each(|(c, t)| {
-                            let p = bf16_gemv::ColsProduct { x, m, k, n, w };
-                            bf16_gemv::cols_block(p, c * COLS_CHUNK, t)
-                        }),
-                }
-                Ok(())
-            })
-        })?;
-        let y = Tensor::from_vec(out_t, (n, m), &Device::Cpu)?;
-        return Ok(y.t()?.contiguous()?);
-    }
-    let x: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-    let avx2 = avx2_available();
-    with_weight(w, |w| {
-        match layout {
-            WeightLayout::Rows => {
                 out_t
                     .par_chunks_mut(GEMV_CHUNK * m)
                     .enumerate()
-                    .for_each(|(c, chunk)| {
-                        for (r, outs) in chunk.chunks_mut(m).enumerate() {
-                            let j = c * GEMV_CHUNK + r;
-                            let row = &w[j * k..(j + 1) * k];
-                            for (i, o) in outs.iter_mut().enumerate() {
-                                *o = dot(&x[i * k..(i + 1) * k], row, avx2);
-                            }
+                    .for_each(|(c, t)| bf16_gemv::rows_block(x, m, k, w, c * GEMV_CHUNK, t));
+                Ok(())
+            })
+        })?;
+    } else {
+        let x: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        let avx2 = avx2_available();
+        with_weight(w, |w| {
+            out_t
+                .par_chunks_mut(GEMV_CHUNK * m)
+                .enumerate()
+                .for_each(|(c, chunk)| {
+                    for (r, outs) in chunk.chunks_mut(m).enumerate() {
+                        let j = c * GEMV_CHUNK + r;
+                        let row = &w[j * k..(j + 1) * k];
+                        for (i, o) in outs.iter_mut().enumerate() {
+                            *o = dot(&x[i * k..(i + 1) * k], row, avx2);
                         }
-                    })
-            }
-            // Stored [k, n]: each task sweeps every weight row over its own column block.
-            WeightLayout::Cols => {
-                out_t
-                    .par_chunks_mut(COLS_CHUNK * m)
-                    .enumerate()
-                    .for_each(|(c, chunk)| {
-                        let cols = Cols {
-                            m,
-                            k,
-                            n,
-                            j0: c * COLS_CHUNK,
-                        };
-                        axpy_block(&x, w, cols, chunk, avx2)
-                    })
-            }
-        }
-        Ok(())
-    })?;
+                    }
+                });
+            Ok(())
+        })?;
+    }
     let y = Tensor::from_vec(out_t, (n, m), &Device::Cpu)?;
     Ok(y.t()?.contiguous()?)
 }
 
-/// Output columns per task in the `[k, n]`-layout GEMV.
-const COLS_CHUNK: usize = 128;
+/// Weight rows per task of the `[k, n]`-layout GEMV.
+const COLS_TASK_ROWS: usize = 64;
 
-/// One task of the `[k, n]`-layout GEMV: `m` rows of x, weight `[k, n]`, columns from `j0`.
-#[derive(Clone, Copy)]
-struct Cols {
+/// `[m, n]` f32 sums of a product with a weight stored `[k, n]`: `task(rows, acc)` adds the
+/// weight rows `rows`' terms into `acc`. Each task streams its own rows front to back (the
+/// layout's rows are the sequential direction), and the tasks' sums are added in order, so
+/// the result does not depend on the thread count.
+fn cols_product(
     m: usize,
     k: usize,
     n: usize,
-    j0: usize,
+    task: impl Fn(std::ops::Range<usize>, &mut [f32]) + Sync,
+) -> Vec<f32> {
+    let parts: Vec<Vec<f32>> = (0..k.div_ceil(COLS_TASK_ROWS))
+        .into_par_iter()
+        .map(|t| {
+            let mut acc = vec![0f32; m * n];
+            task(
+                t * COLS_TASK_ROWS..((t + 1) * COLS_TASK_ROWS).min(k),
+                &mut acc,
+            );
+            acc
+        })
+        .collect();
+    let mut parts = parts.into_iter();
+    let mut sum = parts.next().unwrap_or_else(|| vec![0f32; m * n]);
+    for part in parts {
+        for (s, v) in sum.iter_mut().zip(part) {
+            *s += v;
+        }
+    }
+    sum
 }
 
-/// `out_t[c·m + r] = Σ_i x[r, i] · w[i, j0 + c]` for the block's columns.
-fn axpy_block(x: &[f32], w: &[bf16], b: Cols, out_t: &mut [f32], avx2: bool) {
+/// `acc[r·n + j] += Σ_{i ∈ rows} x[r·k + i] · w[i·n + j]`, with `(m, k, n)` the shape: each
+/// weight row widened and added, scaled, into the f32 sums (which stay in the cache), one row
+/// after the other, so the rows are read as one sequential stream.
+fn axpy_rows(
+    x: &[f32],
+    w: &[bf16],
+    shape: (usize, usize, usize),
+    rows: std::ops::Range<usize>,
+    acc: &mut [f32],
+) {
     #[cfg(target_arch = "x86_64")]
-    if avx2 {
-        // SAFETY: the features were detected at run time.
-        return unsafe { axpy_block_avx2(x, w, b, out_t) };
+    {
+        use std::is_x86_feature_detected as has;
+        // SAFETY (both): the features were detected at run time.
+        if has!("avx512f") && has!("avx512bw") {
+            return unsafe { axpy_rows_avx512(x, w, shape, rows, acc) };
+        }
+        if has!("avx2") && has!("fma") {
+            return unsafe { axpy_rows_avx2(x, w, shape, rows, acc) };
+        }
     }
-    let _ = avx2;
-    axpy_block_generic(x, w, b, out_t)
+    axpy_rows_generic(x, w, shape, rows, acc)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,fma")]
+unsafe fn axpy_rows_avx512(
+    x: &[f32],
+    w: &[bf16],
+    shape: (usize, usize, usize),
+    rows: std::ops::Range<usize>,
+    acc: &mut [f32],
+) {
+    // The same loop, compiled with 512-bit vectors.
+    axpy_rows_generic(x, w, shape, rows, acc)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn axpy_block_avx2(x: &[f32], w: &[bf16], b: Cols, out_t: &mut [f32]) {
-    axpy_block_generic(x, w, b, out_t)
+unsafe fn axpy_rows_avx2(
+    x: &[f32],
+    w: &[bf16],
+    shape: (usize, usize, usize),
+    rows: std::ops::Range<usize>,
+    acc: &mut [f32],
+) {
+    axpy_rows_generic(x, w, shape, rows, acc)
 }
 
 #[inline(always)]
-fn axpy_block_generic(x: &[f32], w: &[bf16], b: Cols, out_t: &mut [f32]) {
-    let Cols { m, k, n, j0 } = b;
-    let cols = out_t.len() / m;
-    let mut acc = [[0f32; COLS_CHUNK]; GEMV_MAX_ROWS];
-    for i in 0..k {
-        let row = &w[i * n + j0..i * n + j0 + cols];
-        for (r, acc) in acc.iter_mut().enumerate().take(m) {
+fn axpy_rows_generic(
+    x: &[f32],
+    w: &[bf16],
+    (m, k, n): (usize, usize, usize),
+    rows: std::ops::Range<usize>,
+    acc: &mut [f32],
+) {
+    if n == 0 {
+        return;
+    }
+    for i in rows {
+        let row = &w[i * n..(i + 1) * n];
+        for (r, acc) in acc.chunks_exact_mut(n).enumerate().take(m) {
             let xi = x[r * k + i];
             for (a, &wv) in acc.iter_mut().zip(row) {
                 *a += xi * f32::from_bits((wv.to_bits() as u32) << 16);
             }
-        }
-    }
-    for c in 0..cols {
-        for (r, acc) in acc.iter().enumerate().take(m) {
-            out_t[c * m + r] = acc[c];
         }
     }
 }
@@ -543,6 +578,64 @@ mod tests {
         let b = Tensor::randn(0f32, 1.0, (2, 4, 5), &dev)?.to_dtype(DType::BF16)?;
         let want = a.to_dtype(DType::F32)?.matmul(&b.to_dtype(DType::F32)?)?;
         assert!(max_rel(&matmul(&a, &b)?, &want) < 1e-2);
+        Ok(())
+    }
+
+    /// The `[k, n]`-layout GEMV (the MoE experts' hub layout) against f64 sums: every row
+    /// count, k over several tasks with a short last one, a width with vector tails; the f32
+    /// sums of the dispatched and the portable loop, and the bf16 outputs of the parallel
+    /// (`linear`) and the serial (`linear_serial`) entry points.
+    #[test]
+    fn hub_layout_gemv_matches_f64_sums() -> Result<()> {
+        let dev = Device::Cpu;
+        let (k, n) = (3 * COLS_TASK_ROWS + 5, 37);
+        let w_kn = Tensor::randn(0f32, 1.0, (k, n), &dev)?.to_dtype(DType::BF16)?;
+        let w = w_kn.t()?;
+        assert_eq!(weight_layout(&w), Some(WeightLayout::Cols));
+        let wb: Vec<bf16> = w_kn.flatten_all()?.to_vec1()?;
+        let tol = |want: f64| 1e-5 * (k as f64).sqrt() * (1.0 + want.abs());
+        for m in 1..=GEMV_MAX_ROWS {
+            let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?.to_dtype(DType::BF16)?;
+            let xb: Vec<bf16> = x.flatten_all()?.to_vec1()?;
+            let xf: Vec<f32> = xb.iter().map(|v| v.to_f32()).collect();
+            let want = |r: usize, j: usize| -> f64 {
+                (0..k)
+                    .map(|i| xf[r * k + i] as f64 * wb[i * n + j].to_f64())
+                    .sum()
+            };
+            for portable in [false, true] {
+                let mut acc = vec![0f32; m * n];
+                if portable {
+                    axpy_rows_generic(&xf, &wb, (m, k, n), 0..k, &mut acc);
+                } else {
+                    axpy_rows(&xf, &wb, (m, k, n), 0..k, &mut acc);
+                }
+                for (i, &got) in acc.iter().enumerate() {
+                    let want = want(i / n, i % n);
+                    let err = (got as f64 - want).abs();
+                    assert!(
+                        err <= tol(want),
+                        "m {m} portable {portable} [{i}]: {got} vs {want}"
+                    );
+                }
+            }
+            let parallel: Vec<f32> = linear(&x, &w)?
+                .to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1()?;
+            let serial = linear_serial(&xb, m, &w)?;
+            for (i, (&p, s)) in parallel.iter().zip(&serial).enumerate() {
+                let want = want(i / n, i % n);
+                for (what, got) in [("linear", p as f64), ("linear_serial", s.to_f64())] {
+                    // One bf16 rounding of the output.
+                    let err = (got - want).abs();
+                    assert!(
+                        err <= want.abs() / 256.0 + tol(want),
+                        "m {m} {what} [{i}]: {got} vs {want}"
+                    );
+                }
+            }
+        }
         Ok(())
     }
 

@@ -22,14 +22,14 @@ pub enum ExpertLayout {
 }
 
 impl ExpertLayout {
-    fn gate_up_shape(self, e: usize, d: usize, i: usize) -> [usize; 3] {
+    pub(crate) fn gate_up_shape(self, e: usize, d: usize, i: usize) -> [usize; 3] {
         match self {
             Self::Hub => [e, d, 2 * i],
             Self::Linear => [e, 2 * i, d],
         }
     }
 
-    fn down_shape(self, e: usize, d: usize, i: usize) -> [usize; 3] {
+    pub(crate) fn down_shape(self, e: usize, d: usize, i: usize) -> [usize; 3] {
         match self {
             Self::Hub => [e, i, d],
             Self::Linear => [e, d, i],

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use candle_core::DType;
 use serde_json::json;
 
+use super::moe::ExpertLayout;
 use crate::{Error, Result};
 
 /// One of the released model shapes.
@@ -142,6 +143,8 @@ pub struct Synthetic {
     pub dtype: DType,
     /// The real vocabulary (151936) unless a test asks for a smaller one to stay light.
     vocab: usize,
+    /// How the MoE experts are stored: transformers 5's layout unless asked for the Hub files'.
+    experts: ExpertLayout,
 }
 
 /// How a tensor is filled.
@@ -183,7 +186,16 @@ impl Synthetic {
             vision_layers,
             dtype,
             vocab: VOCAB,
+            experts: ExpertLayout::Linear,
         })
+    }
+
+    /// The same model with its MoE experts stored as `layout` (the released 30B-A3B files use
+    /// [`ExpertLayout::Hub`]; transformers 5 saves [`ExpertLayout::Linear`]). Dense presets have
+    /// no experts, and the name does not change for them.
+    pub fn with_expert_layout(mut self, layout: ExpertLayout) -> Self {
+        self.experts = layout;
+        self
     }
 
     /// The same model with a smaller vocabulary (embeddings and lm_head of `vocab` rows), for
@@ -195,12 +207,14 @@ impl Synthetic {
 
     /// A folder name that identifies the content (for a cache of generated checkpoints).
     pub fn dir_name(&self) -> String {
+        let hub = self.experts == ExpertLayout::Hub && self.preset.dims().moe.is_some();
         format!(
-            "{}-L{}-V{}-{}",
+            "{}-L{}-V{}-{}{}",
             self.preset.name(),
             self.layers,
             self.vision_layers,
-            self.dtype.as_str()
+            self.dtype.as_str(),
+            if hub { "-hub" } else { "" }
         )
     }
 
@@ -397,15 +411,16 @@ impl Synthetic {
             match d.moe {
                 Some((e, _, ie)) => {
                     lin(&mut out, format!("{p}.mlp.gate"), e, dh, false);
-                    // transformers 5 orientation: [E, 2I, D] and [E, D, I] (§2.3).
+                    // §2.3: [E, 2I, D] and [E, D, I] as transformers 5 saves them, or the
+                    // Hub files' [E, D, 2I] and [E, I, D].
                     out.push((
                         format!("{p}.mlp.experts.gate_up_proj"),
-                        vec![e, 2 * ie, dh],
+                        self.experts.gate_up_shape(e, dh, ie).to_vec(),
                         Init::Random(1.0 / (dh as f32).sqrt()),
                     ));
                     out.push((
                         format!("{p}.mlp.experts.down_proj"),
-                        vec![e, dh, ie],
+                        self.experts.down_shape(e, dh, ie).to_vec(),
                         Init::Random(1.0 / (ie as f32).sqrt()),
                     ));
                 }
@@ -601,6 +616,22 @@ mod tests {
             .find(|(n, _, _)| n.ends_with("experts.gate_up_proj"))
             .unwrap();
         assert_eq!(gu.1, vec![128, 1536, 2048]);
+        // The Hub files' layout: [E, D, 2I] and [E, I, D], under its own folder name.
+        let hub = s.with_expert_layout(ExpertLayout::Hub);
+        let shape = |s: &Synthetic, suffix: &str| {
+            let t = s.tensors();
+            t.into_iter()
+                .find(|(n, _, _)| n.ends_with(suffix))
+                .unwrap()
+                .1
+        };
+        assert_eq!(shape(&hub, "experts.gate_up_proj"), vec![128, 2048, 1536]);
+        assert_eq!(shape(&hub, "experts.down_proj"), vec![128, 768, 2048]);
+        assert_eq!(shape(&s, "experts.down_proj"), vec![128, 2048, 768]);
+        assert_eq!(hub.dir_name(), format!("{}-hub", s.dir_name()));
+        let dense = Synthetic::new(Preset::Qwen3Vl2b, Some(1), Some(1), DType::BF16).unwrap();
+        let dense_hub = dense.with_expert_layout(ExpertLayout::Hub);
+        assert_eq!(dense_hub.dir_name(), dense.dir_name());
         assert!(Synthetic::new(Preset::Qwen3Vl2b, Some(29), None, DType::F32).is_err());
         assert!("qwen3-vl-7b".parse::<Preset>().is_err());
     }
