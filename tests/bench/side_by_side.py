@@ -70,6 +70,10 @@ def parse_args():
     p.add_argument("--skip-glimpse", action="store_true")
     p.add_argument("--skip-transformers", action="store_true")
     p.add_argument("--json-out", default=None)
+    p.add_argument("--expert-layout", default="linear", choices=["linear", "hub"],
+                   help="how the synthetic MoE model stores its experts (glimpse bench "
+                        "--expert-layout): hub is the released 30B-A3B files' layout; "
+                        "transformers is skipped for it")
     p.add_argument("--paired-decode", type=int, default=0, metavar="N",
                    help="instead of the full comparison: N pairs of glimpse and llama.cpp decode "
                         "runs back to back (order alternating), ratios within each pair (paired.py)")
@@ -97,6 +101,7 @@ def run_glimpse(args, quant, images, prefill=None):
         "--images", images, "--prefill", prefill or args.prefill,
         "--decode-tokens", str(args.decode_tokens), "--decode-context", str(args.decode_context),
         "--cache-dir", args.cache_dir, "--quant", quant, "--no-ttft",
+        "--expert-layout", args.expert_layout,
     ]
     print("$", " ".join(cmd), flush=True)
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -107,6 +112,9 @@ def run_glimpse(args, quant, images, prefill=None):
 
 def checkpoint_dir(args):
     name = f"{args.synthetic}-L{args.layers}-V{args.vision_layers}-{args.dtype}"
+    # glimpse bench names the folder so (Synthetic::dir_name); only MoE models have experts.
+    if args.expert_layout == "hub" and "a3b" in args.synthetic:
+        name += "-hub"
     return os.path.join(args.cache_dir, name)
 
 
@@ -223,6 +231,10 @@ def main():
     ckpt = checkpoint_dir(args)
     if not os.path.isfile(os.path.join(ckpt, "config.json")):
         sys.exit(f"{ckpt} has no checkpoint; run without --skip-glimpse first")
+    if args.expert_layout == "hub" and not args.skip_transformers:
+        # transformers 5 declares the experts [E, 2I, D] / [E, D, I] (spec §2.3).
+        print("transformers: skipped for --expert-layout hub (it loads the transformers-5 layout)")
+        args.skip_transformers = True
     t = None if args.skip_transformers else run_transformers(args, ckpt)
     load["after_transformers"] = loadavg()
     ll = None
