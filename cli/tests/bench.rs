@@ -138,6 +138,16 @@ fn bad_arguments_are_one_line_errors() {
             vec!["bench", "--model", "models/dense-v5", "--repeats", "0"],
             "repeats",
         ),
+        (
+            vec![
+                "bench",
+                "--synthetic",
+                "qwen3-vl-30b-a3b",
+                "--expert-layout",
+                "rows",
+            ],
+            "rows",
+        ),
     ] {
         let out = glimpse(&args);
         assert!(!out.status.success(), "{args:?} succeeded");
