@@ -21,18 +21,18 @@ def paired_decode(args, tools, ckpt, run_glimpse):
     out = {}
     for q in args.quants:
         gguf = os.path.join(gdir, f"text-{llama_cpp.GGUF_FOR_QUANT[q]}.gguf")
+
+        def glimpse():
+            # The smallest image and prompt glimpse bench accepts: only its decode is read.
+            return run_glimpse(q, "64x64", "16")["decode"]
+
+        def llama():
+            return llama_cpp.llama_bench(
+                tools, gguf, args.threads, args.repeats,
+                ["-p", "0", "-n", str(args.decode_tokens), "-d", str(args.decode_context)])[0]
+
         pairs = []
         for k in range(args.paired_decode):
-
-            def glimpse():
-                # The smallest image and prompt glimpse bench accepts: only its decode is read.
-                return run_glimpse(q, "64x64", "16")["decode"]
-
-            def llama():
-                return llama_cpp.llama_bench(
-                    tools, gguf, args.threads, args.repeats,
-                    ["-p", "0", "-n", str(args.decode_tokens), "-d", str(args.decode_context)])[0]
-
             if k % 2 == 0:
                 g, l = glimpse(), llama()
             else:

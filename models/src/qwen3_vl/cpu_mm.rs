@@ -17,6 +17,7 @@ use half::bf16;
 use rayon::prelude::*;
 
 use super::bf16_gemv;
+use super::cpu_ops::simd_dispatch;
 use super::onednn::{self, Elem};
 use crate::Result;
 
@@ -323,7 +324,6 @@ fn gemv_bf16(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let (m, k) = x.dims2()?;
     let n = w.dim(0)?;
     let layout = weight_layout(w).expect("linear() passes a dense layout");
-    let native = x.dtype() == DType::BF16 && bf16_gemv::available();
     if layout == WeightLayout::Cols {
         let x: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
         let out = with_weight(w, |w| {
@@ -335,7 +335,7 @@ fn gemv_bf16(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     }
     // Computed transposed ([n, m], each task a run of output columns), then turned around.
     let mut out_t = vec![0f32; n * m];
-    if native {
+    if x.dtype() == DType::BF16 && bf16_gemv::available() {
         with_bf16(x, |x| {
             with_weight(w, |w| {
                 out_t
@@ -402,55 +402,11 @@ fn cols_product(
     sum
 }
 
+simd_dispatch!(fn axpy_rows(x: &[f32], w: &[bf16], shape: (usize, usize, usize), rows: std::ops::Range<usize>, acc: &mut [f32]) => axpy_rows_generic);
+
 /// `acc[r·n + j] += Σ_{i ∈ rows} x[r·k + i] · w[i·n + j]`, with `(m, k, n)` the shape: each
 /// weight row widened and added, scaled, into the f32 sums (which stay in the cache), one row
 /// after the other, so the rows are read as one sequential stream.
-fn axpy_rows(
-    x: &[f32],
-    w: &[bf16],
-    shape: (usize, usize, usize),
-    rows: std::ops::Range<usize>,
-    acc: &mut [f32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::is_x86_feature_detected as has;
-        // SAFETY (both): the features were detected at run time.
-        if has!("avx512f") && has!("avx512bw") {
-            return unsafe { axpy_rows_avx512(x, w, shape, rows, acc) };
-        }
-        if has!("avx2") && has!("fma") {
-            return unsafe { axpy_rows_avx2(x, w, shape, rows, acc) };
-        }
-    }
-    axpy_rows_generic(x, w, shape, rows, acc)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,fma")]
-unsafe fn axpy_rows_avx512(
-    x: &[f32],
-    w: &[bf16],
-    shape: (usize, usize, usize),
-    rows: std::ops::Range<usize>,
-    acc: &mut [f32],
-) {
-    // The same loop, compiled with 512-bit vectors.
-    axpy_rows_generic(x, w, shape, rows, acc)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn axpy_rows_avx2(
-    x: &[f32],
-    w: &[bf16],
-    shape: (usize, usize, usize),
-    rows: std::ops::Range<usize>,
-    acc: &mut [f32],
-) {
-    axpy_rows_generic(x, w, shape, rows, acc)
-}
-
 #[inline(always)]
 fn axpy_rows_generic(
     x: &[f32],
